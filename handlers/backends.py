@@ -1,0 +1,73 @@
+"""Inference backends, picked from the model file: TorchScript (`.pt`) or ONNX Runtime (`.onnx`).
+
+A backend maps a float32 batch tensor (N, *input_shape) to a CPU float32 output tensor (N, classes),
+without autograd. The batch may arrive on any device; the backend moves it to its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from handlers.errors import ModelConfigError
+
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".torchscript")
+ONNX_SUFFIXES = (".onnx",)
+
+
+class Backend(Protocol):
+    """Callable model: (N, ...) float32 -> (N, classes) float32 on the CPU."""
+
+    name: str
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
+
+
+class TorchScriptBackend:
+    """A TorchScript module on `device`, run under `torch.inference_mode()`."""
+
+    name = "torchscript"
+
+    def __init__(self, path: Path, device: torch.device) -> None:
+        self.device = device
+        self.module = torch.jit.load(str(path), map_location=device).eval()
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.module(batch.to(self.device, non_blocking=True)).float().cpu()
+
+
+class OnnxBackend:
+    """An ONNX Runtime session: CUDA provider on the worker's GPU when available, else CPU."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, device: torch.device, threads: int) -> None:
+        import onnxruntime as ort  # imported only by workers that serve ONNX models
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        providers: list = ["CPUExecutionProvider"]
+        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        array = batch.detach().cpu().numpy()
+        (output, *_) = self.session.run(None, {self.input_name: array})
+        return torch.from_numpy(output).float()
+
+
+def load_backend(path: Path, device: torch.device, threads: int) -> Backend:
+    """The backend for a model file, chosen by its suffix. Raises ModelConfigError for any other file."""
+    suffix = path.suffix.lower()
+    if suffix in TORCHSCRIPT_SUFFIXES:
+        return TorchScriptBackend(path, device)
+    if suffix in ONNX_SUFFIXES:
+        return OnnxBackend(path, device, threads)
+    allowed = ", ".join(TORCHSCRIPT_SUFFIXES + ONNX_SUFFIXES)
+    raise ModelConfigError(f"model file {path.name}: unknown suffix {suffix!r}; allowed: {allowed}")

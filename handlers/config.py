@@ -1,0 +1,144 @@
+"""The model YAML schema, declared once and used both by `make archive` and by the worker at start.
+
+A model YAML (`config/models/<name>.yaml`) has three parts:
+- TorchServe's own model-config keys (camelCase, as TorchServe reads them). TorchServe ignores unknown or
+  mistyped keys silently; here every key is declared, typed and bounded, and anything else is refused.
+- `handler:` read by our handlers inside the worker (`context.model_yaml_config["handler"]`).
+- `archive:` read only by the archive tool; it is not packed into the archive's model-config.yaml.
+
+Errors name the file, the key path, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from handlers.errors import ModelConfigError
+
+HANDLER_NAMES = ("image_classifier", "tabular_classifier")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class ImageInput(_Strict):
+    """How an image request becomes a (channels, height, width) float tensor."""
+
+    width: Annotated[int, Field(ge=1, le=4096)] = 28
+    height: Annotated[int, Field(ge=1, le=4096)] = 28
+    channels: Literal[1, 3] = 1
+    mean: Annotated[list[float], Field(min_length=1, max_length=3)] = [0.1307]
+    std: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1, max_length=3)] = [0.3081]
+    # Background of incoming images: "dark" = white ink on black (MNIST), "light" = dark ink on white
+    # (inverted before inference), "auto" = decided per image from its border pixels.
+    background: Literal["auto", "dark", "light"] = "auto"
+    # "digit_box": crop the ink, fit it into a 20x20 box and centre it by mass in 28x28 (MNIST layout),
+    # "stretch": plain resize to width x height.
+    fit: Literal["digit_box", "stretch"] = "digit_box"
+    # Declared width*height of an encoded image above which it is refused before decoding.
+    max_pixels: Annotated[int, Field(ge=1, le=100_000_000)] = 4_000_000
+
+
+class TabularInput(_Strict):
+    """Expected feature vector of a tabular request."""
+
+    num_features: Annotated[int, Field(ge=1, le=100_000)] = 30
+
+
+class HandlerSettings(_Strict):
+    """The `handler:` section: what our handlers read inside the worker."""
+
+    name: Literal[HANDLER_NAMES]
+    labels: str = "index_to_name.json"
+    top_k: Annotated[int, Field(ge=0, le=1000)] = 0  # 0 = every class
+    # torch intra-op threads per worker; 0 = automatic: CPU cores / maxWorkers, at least 1.
+    threads: Annotated[int, Field(ge=0, le=256)] = 0
+    max_inputs_per_request: Annotated[int, Field(ge=1, le=100_000)] = 64
+    image: ImageInput | None = None
+    tabular: TabularInput | None = None
+    # Test-only: sleep this long inside inference, to exercise responseTimeout. Never set in shipped YAMLs.
+    test_delay_ms: Annotated[int, Field(ge=0, le=600_000)] = 0
+
+
+class ArchiveSettings(_Strict):
+    """The `archive:` section: what `make archive` packs. Paths are relative to the project root."""
+
+    model_file: str
+    version: str = Field(default="1.0", pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$")
+    extra_files: list[str] = []
+    samples: str | None = None  # folder of sample inputs for the preflight
+
+
+class ModelYaml(_Strict):
+    """One model YAML file. Python attribute names carry units; YAML keys are TorchServe's."""
+
+    min_workers: int = Field(1, alias="minWorkers", ge=0, le=64)
+    max_workers: int = Field(1, alias="maxWorkers", ge=1, le=64)
+    batch_size: int = Field(1, alias="batchSize", ge=1, le=1024)
+    max_batch_delay_ms: int = Field(5, alias="maxBatchDelay", ge=0, le=60_000)
+    response_timeout_s: int = Field(120, alias="responseTimeout", ge=1, le=3600)
+    startup_timeout_s: int = Field(120, alias="startupTimeout", ge=1, le=3600)
+    device_type: Literal["cpu", "gpu"] = Field("cpu", alias="deviceType")
+    device_ids: list[Annotated[int, Field(ge=0)]] | None = Field(None, alias="deviceIds")
+    job_queue_size: int | None = Field(None, alias="jobQueueSize", ge=1, le=1_000_000)
+    max_retry_timeout_s: int | None = Field(None, alias="maxRetryTimeoutInSec", ge=0, le=3600)
+    client_timeout_ms: int | None = Field(None, alias="clientTimeoutInMills", ge=1)
+    use_job_ticket: bool | None = Field(None, alias="useJobTicket")
+    handler: HandlerSettings
+    archive: ArchiveSettings | None = None
+
+    @model_validator(mode="after")
+    def _check_workers(self) -> ModelYaml:
+        if self.min_workers > self.max_workers:
+            raise ValueError(
+                f"minWorkers = {self.min_workers} exceeds maxWorkers = {self.max_workers}; "
+                "allowed: minWorkers <= maxWorkers"
+            )
+        return self
+
+    def torchserve_config(self) -> dict:
+        """The model-config.yaml packed into the archive: TorchServe keys and `handler:`, no `archive:`."""
+        return self.model_dump(by_alias=True, exclude_none=True, exclude={"archive"})
+
+
+def _describe(error: dict) -> str:
+    """One pydantic error as `key = value: what is allowed`."""
+    key = ".".join(str(part) for part in error["loc"])
+    if not key:
+        return error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{key}' = {error['input']!r} (TorchServe would ignore it silently)"
+    return f"{key} = {error.get('input')!r}: {error['msg']}"
+
+
+def parse_model_yaml(data: object, source: str) -> ModelYaml:
+    """Validate already-loaded YAML data. Raises ModelConfigError naming `source`, each key and value."""
+    if not isinstance(data, dict):
+        raise ModelConfigError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
+    try:
+        return ModelYaml.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err) for err in exc.errors())
+        raise ModelConfigError(f"{source}: {problems}") from None
+
+
+def load_model_yaml(path: str | Path) -> ModelYaml:
+    """Read a model YAML with the safe loader (no Python tags) and validate it."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ModelConfigError(f"{path}: not valid YAML (only plain YAML is accepted): {exc}") from None
+    return parse_model_yaml(data, str(path))
+
+
+def worker_config(model_yaml_config: dict | None, source: str = "model-config.yaml") -> ModelYaml:
+    """Validate the model-config TorchServe hands to a worker (`context.model_yaml_config`)."""
+    if not model_yaml_config:
+        raise ModelConfigError(f"{source}: empty; the archive must carry a model-config.yaml")
+    return parse_model_yaml(model_yaml_config, source)

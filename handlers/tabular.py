@@ -1,0 +1,76 @@
+"""TabularClassifier: rows of numeric features -> class predictions.
+
+Request: JSON `{"inputs": [[f1, ..., fN], ...], "return_probabilities": bool}` (N = `handler.tabular.num_features`),
+or a NumPy `.npy` array of shape (rows, N). Every value must be a finite number.
+Answer: `{"predictions": [int, ...], "labels": [str, ...]}`, plus `"probabilities": [[p0, p1, ...], ...]` when
+`return_probabilities` is true.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from handlers.base import Decoded, ServingHandler
+from handlers.config import TabularInput
+from handlers.decoding import NPY_MAGIC, check_finite, load_npy, numeric_array, parse_json_text
+from handlers.errors import DecodeError, ValidationError
+
+ALLOWED_KEYS = {"inputs", "return_probabilities"}
+
+
+class TabularClassifier(ServingHandler):
+    """Tabular classification with the contract of `handlers.base`; settings from `handler.tabular`."""
+
+    @property
+    def tabular(self) -> TabularInput:
+        return self.settings.tabular or TabularInput()
+
+    def example_input(self) -> torch.Tensor:
+        return torch.zeros(1, self.tabular.num_features)
+
+    def decode(self, body: object) -> Decoded:
+        if body is None:
+            raise DecodeError("empty request body")
+        if isinstance(body, (bytes, bytearray)) and bytes(body).startswith(NPY_MAGIC):
+            rows = check_finite(load_npy(bytes(body), max_bytes=64 * 1024 * 1024), "inputs")
+            return Decoded(self.check_rows(rows))
+        if isinstance(body, (bytes, bytearray, str)):
+            body = parse_json_text(body)
+        if not isinstance(body, dict):
+            raise ValidationError(f'expected a JSON object {{"inputs": [[...], ...]}}, got {type(body).__name__}')
+        options = self.options(body)
+        if "inputs" not in body:
+            raise ValidationError("missing key 'inputs' (a list of feature rows)")
+        return Decoded(self.check_rows(numeric_array(body["inputs"], "inputs")), options=options)
+
+    def options(self, body: dict) -> dict:
+        """Per-request flags, checked: unknown keys and non-boolean flags are refused."""
+        unknown = sorted(set(body) - ALLOWED_KEYS)
+        if unknown:
+            raise ValidationError(f"unknown keys {unknown}; allowed: {sorted(ALLOWED_KEYS)}")
+        flag = body.get("return_probabilities", False)
+        if not isinstance(flag, bool):
+            raise ValidationError(f"'return_probabilities' must be true or false, got {flag!r}")
+        return {"return_probabilities": flag}
+
+    def check_rows(self, rows: np.ndarray) -> torch.Tensor:
+        """(rows, features) float32 array with the configured feature count -> tensor."""
+        features = self.tabular.num_features
+        if rows.ndim != 2 or len(rows) == 0:
+            raise ValidationError(f"'inputs' must be a non-empty list of rows of {features} numbers; "
+                                  f"got an array of shape {list(rows.shape)}")
+        if rows.shape[1] != features:
+            raise ValidationError(f"each row needs {features} features; got {rows.shape[1]}")
+        return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+
+    def encode(self, outputs: torch.Tensor, item: Decoded) -> object:
+        probabilities = torch.softmax(outputs, dim=1)
+        predictions = probabilities.argmax(dim=1).tolist()
+        answer: dict = {
+            "predictions": predictions,
+            "labels": [self.labels[p] if self.labels else str(p) for p in predictions],
+        }
+        if item.options.get("return_probabilities"):
+            answer["probabilities"] = [[round(float(p), 6) for p in row] for row in probabilities]
+        return answer

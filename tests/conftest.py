@@ -1,0 +1,18 @@
+"""Shared test helpers: paths of the project and of its built example models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build" / "models"
+STORE = ROOT / "model_store"
+
+
+def require_built(path: Path, how: str) -> Path:
+    """Fail (not skip) when a build output the test tier depends on is missing."""
+    if not path.exists():
+        pytest.fail(f"{path.relative_to(ROOT)} is missing: run `{how}` first (make test does)")
+    return path

@@ -1,0 +1,103 @@
+"""Unit-test fixtures: handlers initialised over small real TorchScript models, through TorchServe's Context."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from handlers.config import parse_model_yaml
+from handlers.image import ImageClassifier
+from handlers.tabular import TabularClassifier
+from toolkit.offline import OfflineAnswer, make_context, run_batch
+
+
+def save_scripted(module: torch.nn.Module, path: Path) -> Path:
+    torch.manual_seed(0)
+    for parameter in module.parameters():
+        torch.nn.init.normal_(parameter, std=0.05)
+    torch.jit.script(module.eval()).save(str(path))
+    return path
+
+
+def image_model() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10), torch.nn.LogSoftmax(dim=1))
+
+
+def tabular_model() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(30, 2), torch.nn.LogSoftmax(dim=1))
+
+
+class Served:
+    """A handler initialised in a model folder, with a helper to send one batch through it."""
+
+    def __init__(self, handler, context) -> None:
+        self.handler = handler
+        self.context = context
+
+    def batch(self, *bodies: object) -> list[OfflineAnswer]:
+        return run_batch(self.handler, self.context, list(bodies))
+
+    def one(self, body: object) -> OfflineAnswer:
+        return self.batch(body)[0]
+
+
+def serve(tmp_path: Path, handler_cls, model: torch.nn.Module, config: dict, labels: dict) -> Served:
+    save_scripted(model, tmp_path / "model.pt")
+    (tmp_path / "index_to_name.json").write_text(json.dumps(labels))
+    parse_model_yaml(config, "test config")  # the fixture's config must itself be valid
+    manifest = {"model": {"modelName": "test", "modelVersion": "1.0", "serializedFile": "model.pt"}}
+    context = make_context(tmp_path, manifest, config, batch_size=config.get("batchSize", 1))
+    handler = handler_cls()
+    handler.initialize(context)
+    return Served(handler, context)
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """Handlers set torch's thread count for their worker process; restore it for the next test."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def make_image_handler(tmp_path) -> Callable[..., Served]:
+    def build(**handler_overrides) -> Served:
+        handler = {"name": "image_classifier", "max_inputs_per_request": 8, **handler_overrides}
+        config = {"batchSize": 8, "maxWorkers": 1, "handler": handler}
+        return serve(tmp_path, ImageClassifier, image_model(), config, {str(i): f"digit {i}" for i in range(10)})
+
+    return build
+
+
+@pytest.fixture
+def image_handler(make_image_handler) -> Served:
+    return make_image_handler()
+
+
+@pytest.fixture
+def tabular_handler(tmp_path) -> Served:
+    config = {"batchSize": 8, "maxWorkers": 2, "handler": {"name": "tabular_classifier", "max_inputs_per_request": 16}}
+    return serve(tmp_path, TabularClassifier, tabular_model(), config, {"0": "malignant", "1": "benign"})
+
+
+def digit_pixels(seed: int = 0) -> np.ndarray:
+    """A 28x28 uint8 white-on-black blob in MNIST layout (content inside the central 20x20 box)."""
+    rng = np.random.default_rng(seed)
+    pixels = np.zeros((28, 28), dtype=np.uint8)
+    pixels[6:22, 10:18] = rng.integers(120, 256, size=(16, 8))
+    return pixels
+
+
+def png_bytes(pixels: np.ndarray, mode: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    image = Image.fromarray(pixels)
+    (image.convert(mode) if mode else image).save(buffer, format="PNG")
+    return buffer.getvalue()

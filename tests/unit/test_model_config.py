@@ -1,0 +1,71 @@
+"""The model YAML schema: shipped files valid, every mistake refused with file, key, value and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from handlers.config import load_model_yaml
+from handlers.errors import ModelConfigError
+from tests.conftest import ROOT
+
+SHIPPED = sorted((ROOT / "config" / "models").glob("*.yaml"))
+VALID = """\
+batchSize: 8
+maxBatchDelay: 5
+handler:
+  name: image_classifier
+archive:
+  model_file: build/models/mnist/mnist.pt
+"""
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_model_yamls_are_valid(path):
+    config = load_model_yaml(path)
+    assert config.archive is not None and config.handler.name in ("image_classifier", "tabular_classifier")
+    assert "archive" not in config.torchserve_config()
+
+
+def test_yaml_keys_map_to_unit_named_fields(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text(VALID)
+    config = load_model_yaml(path)
+    assert (config.batch_size, config.max_batch_delay_ms) == (8, 5)
+    assert config.torchserve_config()["maxBatchDelay"] == 5
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("batchSize: 8", "batchsize: 8"), "unknown key 'batchsize' = 8"),
+    (("batchSize: 8", "batchSize: eight"), "batchSize = 'eight': Input should be a valid integer"),
+    (("batchSize: 8", "batchSize: 0"), "batchSize = 0: Input should be greater than or equal to 1"),
+    (("maxBatchDelay: 5", "maxBatchDelay: -1"), "maxBatchDelay = -1: Input should be greater than or equal to 0"),
+    (("  name: image_classifier", "  name: image_classifer"),
+     "handler.name = 'image_classifer': Input should be 'image_classifier' or 'tabular_classifier'"),
+    (("  name: image_classifier", "  name: image_classifier\n  top_k: 2000"),
+     "handler.top_k = 2000: Input should be less than or equal to 1000"),
+    (("batchSize: 8", "batchSize: 8\nminWorkers: 3\nmaxWorkers: 2"), "minWorkers = 3 exceeds maxWorkers = 2"),
+])
+def test_mistakes_name_file_key_value_and_allowed(tmp_path: Path, change, expected):
+    path = tmp_path / "broken.yaml"
+    path.write_text(VALID.replace(*change))
+    with pytest.raises(ModelConfigError) as info:
+        load_model_yaml(path)
+    assert str(info.value).startswith(str(path)), info.value
+    assert expected in str(info.value)
+
+
+def test_python_object_tags_are_refused_without_running_them(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("handler: !!python/object/apply:os.system ['echo pwned > " + str(tmp_path / "x") + "']\n")
+    with pytest.raises(ModelConfigError, match="not valid YAML"):
+        load_model_yaml(path)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_yaml_that_is_not_a_mapping_is_refused(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ModelConfigError, match="expected a mapping of keys, got list"):
+        load_model_yaml(path)

@@ -1,0 +1,1 @@
+"""Tooling around the handler library: archives, preflight, clients, server lifecycle, benchmarks."""

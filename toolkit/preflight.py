@@ -1,0 +1,88 @@
+"""Preflight: run a staged archive's handler offline on its sample inputs before the .mar is written.
+
+The handler is loaded from the generated entry file, initialised with a TorchServe `Context` over a folder laid
+out like the extracted archive, and sent one batch: every sample plus one undecodable request. The build fails
+(with the traceback) when the handler crashes, answers the wrong count, refuses a sample, lets the bad request
+through, or predicts a sample differently from `samples/expected.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from toolkit.offline import OfflineAnswer, load_entry_class, make_context, run_batch
+
+if TYPE_CHECKING:
+    from handlers.config import ModelYaml
+    from toolkit.archive import Staged
+
+SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".json", ".npy")
+BAD_REQUEST = b"\x00\xffthis is neither an image nor JSON"
+
+
+class PreflightError(Exception):
+    """The handler failed its offline check; the message holds the reason or traceback."""
+
+
+def load_samples(samples_dir: Path | None) -> tuple[list[tuple[str, bytes]], dict]:
+    """Sample request bodies (file name, raw bytes) and the expected predictions by file name."""
+    if samples_dir is None:
+        return [], {}
+    expected_file = samples_dir / "expected.json"
+    expected = json.loads(expected_file.read_text()) if expected_file.is_file() else {}
+    samples = [
+        (path.name, path.read_bytes())
+        for path in sorted(samples_dir.iterdir())
+        if path.suffix.lower() in SAMPLE_SUFFIXES and path.name != "expected.json"
+    ]
+    return samples, expected
+
+
+def prediction(answer: object) -> object:
+    """The predicted class(es) in one of our answers, for comparison with expected.json."""
+    if isinstance(answer, list):
+        return [prediction(a) for a in answer]
+    return answer.get("predicted_label", answer.get("predictions"))
+
+
+def check_answers(samples: list[tuple[str, bytes]], expected: dict, answers: list[OfflineAnswer]) -> list[str]:
+    """Problems found in the preflight batch's answers (empty when all is well)."""
+    problems = []
+    for (name, _), answer in zip(samples, answers, strict=False):
+        if answer.status != 200:
+            problems.append(f"sample {name} got HTTP {answer.status}: {answer.body[:300]!r}")
+        elif name in expected and prediction(answer.json()) != expected[name]:
+            problems.append(f"sample {name}: predicted {prediction(answer.json())}, expected {expected[name]}")
+    bad = answers[-1]
+    if not 400 <= bad.status < 500:
+        problems.append(f"an undecodable request got HTTP {bad.status} instead of a 4xx")
+    return problems
+
+
+def preflight(staged: Staged, config: ModelYaml, samples_dir: Path | None) -> str:
+    """Run the staged handler on the samples; returns a one-line report or raises PreflightError."""
+    samples, expected = load_samples(samples_dir)
+    try:
+        with tempfile.TemporaryDirectory() as model_dir:
+            shutil.copytree(staged.extra_dir, model_dir, dirs_exist_ok=True)
+            shutil.copy2(staged.model_file, model_dir)
+            manifest = {"model": {"modelName": staged.name, "modelVersion": staged.version,
+                                  "serializedFile": staged.model_file.name, "handler": staged.entry_file.name}}
+            model_config = yaml.safe_load(staged.config_file.read_text())
+            context = make_context(Path(model_dir), manifest, model_config, batch_size=config.batch_size)
+            handler = load_entry_class(staged.entry_file)()
+            handler.initialize(context)
+            answers = run_batch(handler, context, [body for _, body in samples] + [BAD_REQUEST])
+    except Exception as exc:
+        raise PreflightError(f"{staged.name}: handler crashed offline:\n{traceback.format_exc()}") from exc
+    problems = check_answers(samples, expected, answers)
+    if problems:
+        raise PreflightError(f"{staged.name}: " + "; ".join(problems))
+    return f"{len(samples)} samples answered 200 ({len(expected)} checked against expected.json), bad request -> 4xx"
