@@ -1,0 +1,118 @@
+"""Archives built by the real tool (`python -m toolkit.archive`), opened and inspected."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from handlers.config import load_model_yaml
+from tests.conftest import BUILD, ROOT, require_built
+from toolkit.mar import read_manifest, read_model_config, safe_extract
+
+MODELS = ("mnist", "tabular")
+
+
+def archive(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "toolkit.archive", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    for name in MODELS:
+        require_built(BUILD / name / f"{name}.pt", "make models")
+    store = tmp_path_factory.mktemp("store")
+    for args in (("--model", "mnist"), ("--model", "tabular"), ("--model", "mnist", "--version", "2.0")):
+        result = archive(*args, "--store", str(store))
+        assert result.returncode == 0, result.stderr
+        assert "preflight" in result.stdout and "bad request -> 4xx" in result.stdout
+    return store
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_manifest_and_model_config(store, name):
+    mar = store / f"{name}.mar"
+    model = read_manifest(mar)["model"]
+    assert model["modelName"] == name and model["modelVersion"] == "1.0"
+    assert model["serializedFile"] == f"{name}.pt"
+    assert model["handler"] == f"{name}_handler.py" and model["configFile"] == "model-config.yaml"
+    expected = load_model_yaml(ROOT / "config" / "models" / f"{name}.yaml").torchserve_config()
+    assert read_model_config(mar) == expected
+    names = set(zipfile.ZipFile(mar).namelist())
+    assert {"handlers/base.py", "handlers/config.py", "handlers/errors.py", "index_to_name.json"} <= names
+    assert not any("__pycache__" in n for n in names)
+
+
+def test_second_version_is_a_separate_file(store):
+    model = read_manifest(store / "mnist_v2.0.mar")["model"]
+    assert (model["modelName"], model["modelVersion"]) == ("mnist", "2.0")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_extracted_archive_is_self_contained_and_answers_its_samples(store, tmp_path, name):
+    """Run the extracted handler in a fresh interpreter that imports `handlers` from the archive only."""
+    safe_extract(store / f"{name}.mar", tmp_path)
+    samples = BUILD / name / "samples"
+    expected = json.loads((samples / "expected.json").read_text())
+    script = textwrap.dedent(f"""
+        import json, sys, yaml
+        from pathlib import Path
+        sys.path.insert(0, {str(tmp_path)!r})
+        import handlers
+        assert Path(handlers.__file__).parent == Path({str(tmp_path)!r}) / "handlers", handlers.__file__
+        from toolkit.offline import load_entry_class, make_context, run_batch
+        model_dir = Path({str(tmp_path)!r})
+        manifest = json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())
+        config = yaml.safe_load((model_dir / "model-config.yaml").read_text())
+        handler = load_entry_class(model_dir / manifest["model"]["handler"])()
+        context = make_context(model_dir, manifest, config)
+        handler.initialize(context)
+        names = sorted({sorted(expected)!r})
+        bodies = [(Path({str(samples)!r}) / n).read_bytes() for n in names]
+        answers = run_batch(handler, context, bodies)
+        print(json.dumps({{n: [a.status, a.json()] for n, a in zip(names, answers)}}))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    for sample, label in expected.items():
+        status, body = answers[sample]
+        assert status == 200
+        assert body.get("predicted_label", body.get("predictions")) == label
+
+
+def test_bad_yaml_is_refused_by_file_key_and_value(tmp_path):
+    config = (ROOT / "config" / "models" / "mnist.yaml").read_text().replace("batchSize: 8", "batchsize: 8")
+    bad = tmp_path / "mnist_typo.yaml"
+    bad.write_text(config)
+    result = archive("--config", str(bad), "--store", str(tmp_path / "store"))
+    assert result.returncode == 2
+    assert f"error: {bad}: unknown key 'batchsize' = 8" in result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+def test_out_of_range_value_names_what_is_allowed(tmp_path):
+    text = (ROOT / "config" / "models" / "tabular.yaml").read_text().replace("maxBatchDelay: 5", "maxBatchDelay: -3")
+    bad = tmp_path / "tabular.yaml"
+    bad.write_text(text)
+    result = archive("--config", str(bad), "--store", str(tmp_path / "store"))
+    assert result.returncode == 2
+    assert "maxBatchDelay = -3: Input should be greater than or equal to 0" in result.stderr
+
+
+def test_preflight_stops_a_handler_that_cannot_serve_the_model(tmp_path):
+    require_built(BUILD / "mnist" / "mnist.pt", "make models")
+    text = (ROOT / "config" / "models" / "mnist.yaml").read_text().replace("width: 28", "width: 27")
+    bad = tmp_path / "mnist.yaml"
+    bad.write_text(text)
+    result = archive("--config", str(bad), "--store", str(tmp_path / "store"))
+    assert result.returncode == 2
+    assert "handler crashed offline" in result.stderr and "Traceback" in result.stderr
+    assert not (tmp_path / "store" / "mnist.mar").exists()
