@@ -1,0 +1,150 @@
+"""Architectures, their registry, state_dict loading and the checkpoint -> TorchScript export."""
+
+from __future__ import annotations
+
+import runpy
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import ROOT
+from toolkit.architectures import (
+    ARCHITECTURES,
+    INPUT_SHAPES,
+    MnistCNN,
+    StateDictMismatchError,
+    TabularMLP,
+    UnknownArchitectureError,
+    build_from_state_dict,
+)
+from toolkit.model_export import CheckpointError, export_checkpoint, load_torchscript, random_inputs
+
+EXPORT_CLI = ROOT / "scripts" / "export_torchscript.py"
+
+
+def test_registry_names_and_input_shapes() -> None:
+    assert set(ARCHITECTURES) == {"mnist_cnn", "tabular_mlp"}
+    assert set(INPUT_SHAPES) == set(ARCHITECTURES)
+    assert isinstance(ARCHITECTURES["mnist_cnn"](), MnistCNN)
+    assert isinstance(ARCHITECTURES["tabular_mlp"](), TabularMLP)
+
+
+def test_mnist_cnn_shapes_and_log_probabilities() -> None:
+    model = MnistCNN().eval()
+    out = model(torch.randn(5, 1, 28, 28))
+    assert out.shape == (5, 10)
+    assert torch.allclose(out.exp().sum(dim=1), torch.ones(5), atol=1e-5)
+    assert model.fc1.in_features == 9216 and model.fc2.out_features == 10
+
+
+def test_tabular_mlp_standardises_with_its_buffers() -> None:
+    torch.manual_seed(0)
+    mean, std = torch.randn(30) * 10, torch.rand(30) * 5 + 0.5
+    model = TabularMLP(mean=mean, std=std).eval()
+    identity = TabularMLP().eval()
+    identity.net.load_state_dict(model.net.state_dict())
+    x = mean + std * torch.randn(7, 30)
+    out = model(x)
+    assert out.shape == (7, 2)
+    assert torch.allclose(out, identity((x - mean) / std), atol=1e-6)
+    state = model.state_dict()
+    assert state["mean"].shape == (30,) and state["std"].shape == (30,)
+    assert torch.equal(state["mean"], mean)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_build_from_state_dict_reproduces_the_model(arch: str) -> None:
+    torch.manual_seed(1)
+    original = ARCHITECTURES[arch]().eval()
+    if arch == "tabular_mlp":
+        original.mean.copy_(torch.randn(30))
+        original.std.copy_(torch.rand(30) + 0.5)
+    rebuilt = build_from_state_dict(arch, original.state_dict())
+    assert not rebuilt.training
+    x = random_inputs(arch, original, 4)
+    assert torch.equal(rebuilt(x), original(x))
+
+
+def test_unknown_architecture_is_named() -> None:
+    with pytest.raises(UnknownArchitectureError, match="'resnet'.*mnist_cnn, tabular_mlp"):
+        build_from_state_dict("resnet", {})
+
+
+def test_mismatched_keys_are_named() -> None:
+    state = MnistCNN().state_dict()
+    del state["fc2.bias"]
+    state["extra.weight"] = torch.zeros(1)
+    expected = r"missing keys \['fc2.bias'\].*unexpected keys \['extra.weight'\]"
+    with pytest.raises(StateDictMismatchError, match=expected):
+        build_from_state_dict("mnist_cnn", state)
+
+
+def test_mismatched_shapes_are_named() -> None:
+    state = TabularMLP().state_dict()
+    state["mean"] = torch.zeros(29)
+    with pytest.raises(StateDictMismatchError, match=r"mean: checkpoint \(29,\) vs model \(30,\)"):
+        build_from_state_dict("tabular_mlp", state)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_export_checkpoint_round_trip(arch: str, tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    model = ARCHITECTURES[arch]().eval()
+    torch.save(model.state_dict(), tmp_path / "ckpt.pth")
+    report = export_checkpoint(arch, tmp_path / "ckpt.pth", tmp_path / "model.pt")
+    assert report.torchscript_max_abs_diff == 0.0 and report.onnx_path is None
+    x = random_inputs(arch, model, 6, seed=9)
+    assert torch.equal(load_torchscript(tmp_path / "model.pt")(x), model(x))
+
+
+def test_export_checkpoint_refuses_a_pickled_module(tmp_path: Path) -> None:
+    torch.save(TabularMLP(), tmp_path / "module.pth")
+    with pytest.raises(CheckpointError, match="state_dict"):
+        export_checkpoint("tabular_mlp", tmp_path / "module.pth", tmp_path / "model.pt")
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_cli_subprocess_exports_a_checkpoint(tmp_path: Path) -> None:
+    ckpt, out = tmp_path / "ckpt.pth", tmp_path / "model.pt"
+    model = TabularMLP(mean=torch.randn(30), std=torch.rand(30) + 0.5).eval()
+    torch.save(model.state_dict(), ckpt)
+    result = subprocess.run(
+        [sys.executable, str(EXPORT_CLI), "--arch", "tabular_mlp", "--checkpoint", str(ckpt), "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {out}" in result.stdout
+    x = random_inputs("tabular_mlp", model, 3)
+    assert torch.equal(load_torchscript(out)(x), model(x))
+
+
+@pytest.fixture(scope="module")
+def cli_main() -> Callable[[list[str]], int]:
+    """``main`` of scripts/export_torchscript.py, loaded in-process (not run as __main__)."""
+    return runpy.run_path(str(EXPORT_CLI))["main"]
+
+
+@pytest.mark.parametrize(
+    ("arch", "drop", "extra", "message"),
+    [
+        ("nope", None, None, "unknown architecture 'nope'; known: mnist_cnn, tabular_mlp"),
+        ("tabular_mlp", None, "surplus", "unexpected keys ['surplus']"),
+        ("mnist_cnn", "fc1.weight", None, "missing keys ['fc1.weight']"),
+    ],
+)
+def test_cli_errors_are_clear(arch: str, drop: str | None, extra: str | None, message: str, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str], cli_main: Callable[[list[str]], int]) -> None:
+    state = (MnistCNN() if arch == "mnist_cnn" else TabularMLP()).state_dict()
+    if drop:
+        del state[drop]
+    if extra:
+        state[extra] = torch.zeros(2)
+    torch.save(state, tmp_path / "ckpt.pth")
+    code = cli_main(["--arch", arch, "--checkpoint", str(tmp_path / "ckpt.pth"), "--out", str(tmp_path / "m.pt")])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()

@@ -1,0 +1,141 @@
+"""Model architectures served by the example archives, plus a name registry.
+
+Contracts (all modules return log-probabilities, i.e. ``log_softmax`` over the class axis):
+
+- ``MnistCNN``: input ``(N, 1, 28, 28)`` float32, already normalised as
+  ``(x / 255 - 0.1307) / 0.3081`` (the serving handler does this from config); output ``(N, 10)``.
+- ``TabularMLP``: input ``(N, 30)`` float32 raw breast-cancer features (sklearn column order);
+  standardisation ``(x - mean) / std`` happens inside the module with the registered buffers
+  ``mean`` and ``std`` (shape ``(30,)``); output ``(N, 2)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+TABULAR_FEATURES = 30
+TABULAR_CLASSES = 2
+
+
+class UnknownArchitectureError(ValueError):
+    """The architecture name is not in ``ARCHITECTURES``."""
+
+
+class StateDictMismatchError(ValueError):
+    """A state_dict does not fit an architecture (missing/unexpected keys or wrong shapes)."""
+
+
+class MnistCNN(nn.Module):
+    """The classic PyTorch MNIST example CNN (same layer names, so its checkpoints load as-is).
+
+    conv 1→32 3×3, ReLU, conv 32→64 3×3, ReLU, max-pool 2, dropout 0.25, flatten,
+    fc 9216→128, ReLU, dropout 0.5, fc 128→10, log-softmax.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25)
+        self.dropout2 = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map normalised images ``(N, 1, 28, 28)`` to log-probabilities ``(N, 10)``."""
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.max_pool2d(x, 2)
+        x = self.dropout1(x)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = self.dropout2(x)
+        x = self.fc2(x)
+        return F.log_softmax(x, dim=1)
+
+
+class TabularMLP(nn.Module):
+    """MLP 30→64→32→2 for the breast-cancer data with built-in feature standardisation.
+
+    ``mean``/``std`` are buffers (saved in the state_dict and in TorchScript); by default they are
+    the identity transform (zeros/ones) until set from training data or loaded from a checkpoint.
+    """
+
+    def __init__(self, mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.register_buffer("mean", _feature_vector(mean, 0.0))
+        self.register_buffer("std", _feature_vector(std, 1.0))
+        self.net = nn.Sequential(
+            nn.Linear(TABULAR_FEATURES, 64),
+            nn.ReLU(),
+            nn.Dropout(0.1),
+            nn.Linear(64, 32),
+            nn.ReLU(),
+            nn.Linear(32, TABULAR_CLASSES),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map raw features ``(N, 30)`` to log-probabilities ``(N, 2)``."""
+        z = (x - self.mean) / self.std
+        return F.log_softmax(self.net(z), dim=1)
+
+
+def _feature_vector(value: torch.Tensor | None, default: float) -> torch.Tensor:
+    """Return a float32 ``(30,)`` tensor: ``value`` (validated) or filled with ``default``."""
+    if value is None:
+        return torch.full((TABULAR_FEATURES,), default, dtype=torch.float32)
+    tensor = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
+    if tensor.shape != (TABULAR_FEATURES,):
+        raise ValueError(f"expected {TABULAR_FEATURES} values, got shape {tuple(tensor.shape)}")
+    return tensor.clone()
+
+
+ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
+    "mnist_cnn": MnistCNN,
+    "tabular_mlp": TabularMLP,
+}
+
+# Per-sample input shape of each architecture (batch axis excluded).
+INPUT_SHAPES: dict[str, tuple[int, ...]] = {
+    "mnist_cnn": (1, 28, 28),
+    "tabular_mlp": (TABULAR_FEATURES,),
+}
+
+
+def create(arch: str) -> nn.Module:
+    """Instantiate a freshly initialised ``arch``; raises ``UnknownArchitectureError``."""
+    try:
+        factory = ARCHITECTURES[arch]
+    except KeyError:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise UnknownArchitectureError(f"unknown architecture {arch!r}; known: {known}") from None
+    return factory()
+
+
+def build_from_state_dict(arch: str, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Build ``arch`` with weights (and tabular ``mean``/``std`` buffers) from ``state_dict``.
+
+    Returns the module in eval mode. Raises ``UnknownArchitectureError`` for an unknown name and
+    ``StateDictMismatchError`` naming missing/unexpected keys or mismatched shapes.
+    """
+    model = create(arch)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    if missing or unexpected:
+        raise StateDictMismatchError(
+            f"state_dict does not fit {arch!r}: missing keys {missing}, unexpected keys {unexpected}"
+        )
+    wrong_shapes = [
+        f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(value.shape)}"
+        for key, value in expected.items()
+        if tuple(state_dict[key].shape) != tuple(value.shape)
+    ]
+    if wrong_shapes:
+        raise StateDictMismatchError(f"state_dict does not fit {arch!r}: shape mismatch {wrong_shapes}")
+    model.load_state_dict(dict(state_dict), strict=True)
+    return model.eval()
