@@ -93,20 +93,19 @@ def stage(name: str, config: ModelYaml, version: str, into: Path) -> Staged:
     return Staged(name, version, model_file, entry, config_file, extra)
 
 
-def run_archiver(staged: Staged, store: Path, file_stem: str) -> Path:
-    """torch-model-archiver over the staged folder; returns the .mar path."""
+def run_archiver(staged: Staged, target: Path) -> Path:
+    """torch-model-archiver over the staged folder, the result moved to `target` (a .mar path)."""
     with tempfile.TemporaryDirectory() as out:
         cmd = [
             sys.executable, "-m", "model_archiver.model_packaging",
-            "--model-name", file_stem, "--version", staged.version,
+            "--model-name", staged.name, "--version", staged.version,
             "--serialized-file", str(staged.model_file), "--handler", str(staged.entry_file),
             "--extra-files", str(staged.extra_dir), "--config-file", str(staged.config_file),
             "--export-path", out, "--force",
         ]
         subprocess.run(cmd, check=True, capture_output=True, text=True)
-        store.mkdir(parents=True, exist_ok=True)
-        target = store / f"{file_stem}.mar"
-        shutil.move(Path(out) / f"{file_stem}.mar", target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(Path(out) / f"{staged.name}.mar", target)
     return target
 
 
@@ -120,13 +119,10 @@ def build(config_path: Path, store: Path, version: str | None = None, check: boo
     with tempfile.TemporaryDirectory() as tmp:
         staged = stage(name, config, version, Path(tmp))
         if check:
-            report = preflight(staged, config, samples_dir=config.archive.samples and resolve(config.archive.samples,
-                                                                                                 "archive.samples"))
-            print(f"preflight {name}: {report}")
-        mar = run_archiver(staged, store, name)
-    if version != config.archive.version:
-        mar = mar.rename(mar.with_name(f"{name}_v{version}.mar"))
-    return mar
+            samples = resolve(config.archive.samples, "archive.samples") if config.archive.samples else None
+            print(f"preflight {name}: {preflight(staged, config, samples)}")
+        file_name = f"{name}.mar" if version == config.archive.version else f"{name}_v{version}.mar"
+        return run_archiver(staged, store / file_name)
 
 
 def main(argv: list[str] | None = None) -> int:
