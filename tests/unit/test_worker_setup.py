@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from handlers.base import choose_threads, select_device
 from handlers.errors import ModelConfigError
 from handlers.tabular import TabularClassifier
+from handlers.worker import choose_threads, select_device
 from tests.unit.conftest import serve, tabular_model
 from toolkit.offline import make_context
 
