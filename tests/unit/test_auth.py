@@ -1,0 +1,93 @@
+"""toolkit.auth: reading TorchServe 0.12's key_file.json and building the Authorization header."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from toolkit import auth
+from toolkit.auth import KeyFileError, Keys, auth_header, read_keys
+
+# Byte for byte what TorchServe 0.12.0 wrote at start in a run of this project (Gson pretty printing).
+REAL_KEY_FILE = """{
+  "management": {
+    "key": "-yWma-xU",
+    "expiration time": "2026-11-23T03:40:41.623559560Z"
+  },
+  "inference": {
+    "key": "B8-jNquM",
+    "expiration time": "2026-11-23T03:40:41.623546341Z"
+  },
+  "API": {
+    "key": "0QiHUTRL"
+  }
+}"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "key_file.json"
+    path.write_text(text)
+    return path
+
+
+def test_reads_both_keys_of_a_real_key_file(tmp_path: Path) -> None:
+    assert read_keys(write(tmp_path, REAL_KEY_FILE)) == Keys(inference="B8-jNquM", management="-yWma-xU")
+
+
+def test_accepts_a_str_path(tmp_path: Path) -> None:
+    assert read_keys(str(write(tmp_path, REAL_KEY_FILE))).inference == "B8-jNquM"
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "run" / "key_file.json"
+    with pytest.raises(KeyFileError, match="key file not found: ") as info:
+        read_keys(missing)
+    assert str(missing) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("", "not JSON"),
+        ("{not json", "not JSON"),
+        ("[1, 2]", "top level is not a JSON object"),
+        (json.dumps({"inference": {"key": "i"}}), "'management.key'"),
+        (json.dumps({"management": {"key": "m"}, "inference": "flat"}), "'inference.key'"),
+        (json.dumps({"management": {"key": ""}, "inference": {"key": "i"}}), "'management.key'"),
+        (json.dumps({"management": {"key": 5}, "inference": {"key": "i"}}), "'management.key'"),
+    ],
+)
+def test_malformed_file_names_the_file_and_the_problem(tmp_path: Path, text: str, fragment: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(KeyFileError) as info:
+        read_keys(path)
+    message = str(info.value)
+    assert message.startswith(f"malformed key file {path}: ")
+    assert fragment in message
+
+
+def test_directory_instead_of_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(KeyFileError, match=f"cannot read key file {tmp_path}"):
+        read_keys(tmp_path)
+
+
+def test_auth_header_is_bearer() -> None:
+    assert auth_header("B8-jNquM") == {"Authorization": "Bearer B8-jNquM"}
+
+
+def test_cli_prints_the_asked_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(write(tmp_path, REAL_KEY_FILE))
+    assert auth.main([path]) == 0
+    assert capsys.readouterr().out == "B8-jNquM\n"
+    assert auth.main([path, "--kind", "management"]) == 0
+    assert capsys.readouterr().out == "-yWma-xU\n"
+
+
+def test_cli_reports_a_missing_file_on_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert auth.main([str(tmp_path / "nope.json")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: key file not found: ")
+    assert captured.err.count("\n") == 1

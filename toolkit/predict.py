@@ -1,0 +1,121 @@
+"""`predict`: send one input to a served model and print its answer.
+
+    predict MODEL INPUT [--version V] [--url URL] [--key-file PATH] [--grpc [--grpc-address H:P]]
+
+INPUT is a file (.png, .jpg/.jpeg, .npy, .json: sent as image/png, image/jpeg, application/x-npy,
+application/json) or an inline JSON document (`predict tabular '{"inputs": [[...]]}'`).
+Defaults: the `make serve` server (inference address of config/config.properties, key file
+.ts_run/key_file.json). The answer is printed as indented JSON (raw bytes if it is not JSON). A failure
+prints one line on stderr, `error: HTTP 400 decode_error: ...`, and exits 2 for a 4xx answer, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from toolkit.auth import KeyFileError, read_keys
+from toolkit.client_errors import ServerError
+from toolkit.manage import error_line, exit_code
+from toolkit.rest import InferenceClient, ServerUnreachableError, decode_body
+from toolkit.server import default_key_file, default_urls
+
+CONTENT_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".npy": "application/x-npy",
+    ".json": "application/json",
+}
+
+
+class InputError(ValueError):
+    """INPUT is neither a supported file nor inline JSON."""
+
+
+class GrpcUnavailableError(RuntimeError):
+    """--grpc was asked for but toolkit.grpc_client (or its generated stubs) cannot be imported."""
+
+
+def read_input(text: str, content_type: str | None = None) -> tuple[bytes, str]:
+    """(body, Content-Type) for INPUT: a file's bytes typed by its suffix, or inline JSON as UTF-8.
+
+    `content_type` overrides the type guessed for a file. Raises InputError when the suffix is unknown
+    (and no override) or INPUT is neither an existing file nor valid JSON.
+    """
+    path = Path(text)
+    if path.is_file():
+        ctype = content_type or CONTENT_TYPES.get(path.suffix.lower())
+        if ctype is None:
+            known = ", ".join(CONTENT_TYPES)
+            raise InputError(f"unsupported input file type '{path.suffix}' ({known}; or pass --content-type)")
+        return path.read_bytes(), ctype
+    try:
+        json.loads(text)
+    except ValueError:
+        raise InputError(f"INPUT is neither an existing file nor valid JSON: {text[:80]!r}") from None
+    return text.encode("utf-8"), content_type or "application/json"
+
+
+def _predict_grpc(args: argparse.Namespace, key: str, body: bytes) -> Any:
+    """One prediction over gRPC; the GrpcClient module is imported only here (needs generated stubs)."""
+    try:
+        from toolkit.grpc_client import GrpcClient
+    except ImportError as exc:
+        raise GrpcUnavailableError(f"--grpc is unavailable: {exc}") from exc
+    address = args.grpc_address or default_urls().grpc_inference
+    with GrpcClient(address, inference_key=key, timeout_s=args.timeout) as client:
+        return decode_body(client.predict(args.model, body, version=args.version))
+
+
+def _predict_rest(args: argparse.Namespace, key: str, body: bytes, ctype: str) -> Any:
+    url = args.url or default_urls().inference
+    with InferenceClient(url, key, args.timeout) as client:
+        return client.predict(args.model, body, ctype, version=args.version)[1]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="predict", description="Send one input to a served model.")
+    parser.add_argument("model", help="model name")
+    parser.add_argument("input", help="file (.png .jpg .jpeg .npy .json) or inline JSON")
+    parser.add_argument("--version", help="model version (default: the default version)")
+    parser.add_argument("--url", help="inference API base URL (default: config's)")
+    parser.add_argument("--key-file", help="TorchServe key_file.json (default: make serve's)")
+    parser.add_argument("--content-type", help="override the Content-Type guessed from the file suffix")
+    parser.add_argument("--grpc", action="store_true", help="use the gRPC inference API instead of REST")
+    parser.add_argument("--grpc-address", help="gRPC inference host:port (default: config's)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds")
+    return parser
+
+
+def _print_answer(answer: Any) -> None:
+    if isinstance(answer, bytes):
+        sys.stdout.buffer.write(answer)
+        sys.stdout.flush()
+    else:
+        print(json.dumps(answer, indent=2))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    key_file = Path(args.key_file) if args.key_file else default_key_file()
+    try:
+        body, ctype = read_input(args.input, args.content_type)
+        key = read_keys(key_file).inference
+        answer = _predict_grpc(args, key, body) if args.grpc else _predict_rest(args, key, body, ctype)
+    except (InputError, GrpcUnavailableError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, InputError) else 1
+    except (ServerError, ServerUnreachableError, KeyFileError) as exc:
+        print(error_line(exc, key_file), file=sys.stderr)
+        return exit_code(exc)
+    _print_answer(answer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
