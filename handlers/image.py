@@ -47,7 +47,10 @@ def unwrap_payload(body: object, max_npy_bytes: int) -> object:
             return body
         if body.startswith(NPY_MAGIC):
             return load_npy(body, max_npy_bytes)
-        body = parse_json_text(body)
+        try:
+            body = parse_json_text(body)
+        except DecodeError as exc:
+            raise DecodeError(f"body is neither an image (PNG, JPEG, GIF, BMP), a .npy array nor JSON: {exc}") from None
     elif isinstance(body, str) and body.lstrip()[:1] in ("{", "[", '"', ""):
         body = parse_json_text(body)
     if isinstance(body, dict):

@@ -10,7 +10,7 @@ Error contract (same `ServerError` as the REST client):
   appends the Java exception class to the details (`"Model not found: x\\n...ModelNotFoundException"`);
   that class becomes `ServerError.kind` and, for calls TorchServe fails as INTERNAL although REST would
   answer 4xx (unknown model or version on Predictions, missing model name), it also fixes the status.
-- Without or with a wrong token TorchServe 0.12 answers PERMISSION_DENIED -> 403 (REST answers 401).
+- Without or with a wrong token TorchServe 0.12 answers PERMISSION_DENIED -> 403 (REST answers 400 InvalidKeyException).
 """
 
 from __future__ import annotations
