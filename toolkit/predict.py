@@ -48,7 +48,7 @@ def read_input(text: str, content_type: str | None = None) -> tuple[bytes, str]:
     (and no override) or INPUT is neither an existing file nor valid JSON.
     """
     path = Path(text)
-    if path.is_file():
+    if not text.lstrip().startswith(("{", "[")) and path.is_file():
         ctype = content_type or CONTENT_TYPES.get(path.suffix.lower())
         if ctype is None:
             known = ", ".join(CONTENT_TYPES)

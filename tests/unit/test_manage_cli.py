@@ -315,6 +315,13 @@ def test_predict_inline_json(stub: StubTorchServe, run_predict: Callable) -> Non
     assert seen.headers["authorization"] == "Bearer infer-key"
 
 
+def test_predict_long_inline_json_is_not_taken_for_a_path(stub: StubTorchServe, run_predict: Callable) -> None:
+    stub.ok("POST", "/predictions/tabular", {"predictions": [0]})
+    body = json.dumps({"inputs": [[1000.123456] * 30]}, indent=2)  # longer than a file name may be
+    assert run_predict("tabular", body)[0] == 0
+    assert stub.seen[0].body == body.encode()
+
+
 @pytest.mark.parametrize(
     ("suffix", "ctype"),
     [(".png", "image/png"), (".jpg", "image/jpeg"), (".JPEG", "image/jpeg"), (".npy", "application/x-npy"),
