@@ -11,6 +11,10 @@ Error contract (same `ServerError` as the REST client):
   that class becomes `ServerError.kind` and, for calls TorchServe fails as INTERNAL although REST would
   answer 4xx (unknown model or version on Predictions, missing model name), it also fixes the status.
 - Without or with a wrong token TorchServe 0.12 answers PERMISSION_DENIED -> 403 (REST answers 400 InvalidKeyException).
+
+Management answers have the REST API's shapes (`toolkit.management_api.ManagementApi`): TorchServe's gRPC
+`msg` is a plain sentence for register/scale/set-default/unregister, returned as `{"status": msg}`, and JSON
+for describe/list, returned parsed.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import grpc
 from google.protobuf import empty_pb2
 
 from toolkit.client_errors import ServerError, parse_error_body
+from toolkit.management_api import UnsupportedRequestError
 
 try:
     from toolkit.grpc_gen import inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc
@@ -135,37 +140,40 @@ def _parse_health(text: str) -> str:
 class GrpcClient:
     """Blocking client of TorchServe's gRPC APIs; use as a context manager to close its channels.
 
-    Addresses are "host:port" (e.g. "127.0.0.1:7070"). Keys are the "inference"/"management" keys of
-    TorchServe's key_file.json, sent as `authorization: Bearer <key>`; None sends no token (servers run
-    with token auth disabled). `timeout_s` is the deadline of every call, in seconds. Every failure is
-    raised as `toolkit.client_errors.ServerError` (see the module docstring).
+    Addresses are "host:port" (e.g. "127.0.0.1:7070"); either may be None when that API is not used (its
+    calls then raise ValueError). Keys are the "inference"/"management" keys of TorchServe's key_file.json,
+    sent as `authorization: Bearer <key>`; None sends no token (servers run with token auth disabled).
+    `timeout_s` is the deadline of every call, in seconds. Every failure is raised as
+    `toolkit.client_errors.ServerError` (see the module docstring). Satisfies
+    `toolkit.management_api.ManagementApi`.
     """
 
     def __init__(
         self,
-        inference_address: str,
+        inference_address: str | None = None,
         management_address: str | None = None,
         inference_key: str | None = None,
         management_key: str | None = None,
         timeout_s: float = 30,
     ) -> None:
         self.timeout_s = timeout_s
-        self._inference_channel = grpc.insecure_channel(inference_address)
-        self._inference = inference_pb2_grpc.InferenceAPIsServiceStub(self._inference_channel)
+        self._channels: list[grpc.Channel] = []
+        self._inference = self._stub(inference_address, inference_pb2_grpc.InferenceAPIsServiceStub)
         self._inference_auth = _auth(inference_key)
-        self._management_channel = grpc.insecure_channel(management_address) if management_address else None
-        self._management = (
-            management_pb2_grpc.ManagementAPIsServiceStub(self._management_channel)
-            if self._management_channel is not None
-            else None
-        )
+        self._management = self._stub(management_address, management_pb2_grpc.ManagementAPIsServiceStub)
         self._management_auth = _auth(management_key)
 
+    def _stub(self, address: str | None, stub_class: Any) -> Any:
+        """A stub on a new channel to `address`; None without an address."""
+        if not address:
+            return None
+        self._channels.append(grpc.insecure_channel(address))
+        return stub_class(self._channels[-1])
+
     def close(self) -> None:
-        """Close both channels; calls afterwards fail."""
-        self._inference_channel.close()
-        if self._management_channel is not None:
-            self._management_channel.close()
+        """Close the channels; calls afterwards fail."""
+        for channel in self._channels:
+            channel.close()
 
     def __enter__(self) -> GrpcClient:
         return self
@@ -182,17 +190,27 @@ class GrpcClient:
         except grpc.RpcError as err:
             raise error_from_rpc(err) from None
 
+    def _inference_stub(self) -> Any:
+        """The inference stub; ValueError when the client was built without an inference address."""
+        if self._inference is None:
+            raise ValueError("GrpcClient was built without an inference_address")
+        return self._inference
+
     def _manage(self, name: str, request: Any) -> str:
         """Call management method `name`; return the answer's `msg` text."""
         if self._management is None:
             raise ValueError("GrpcClient was built without a management_address")
         return self._unary(getattr(self._management, name), request, self._management_auth).msg
 
+    def _manage_status(self, name: str, request: Any) -> dict:
+        """Call a management method whose `msg` is a sentence; return it as REST does, `{"status": msg}`."""
+        return {"status": self._manage(name, request)}
+
     # ---- inference -------------------------------------------------------------------------------
 
     def ping(self) -> str:
         """Server health word ("Healthy" / "Unhealthy"). TorchServe 0.12 wants the inference key here too."""
-        response = self._unary(self._inference.Ping, empty_pb2.Empty(), self._inference_auth)
+        response = self._unary(self._inference_stub().Ping, empty_pb2.Empty(), self._inference_auth)
         return _parse_health(response.health)
 
     def _request(
@@ -208,7 +226,7 @@ class GrpcClient:
         the body's code, type and message.
         """
         request = self._request(model, body, version, input_name)
-        return check_prediction(self._unary(self._inference.Predictions, request, self._inference_auth))
+        return check_prediction(self._unary(self._inference_stub().Predictions, request, self._inference_auth))
 
     def stream_predict(
         self, model: str, body: bytes, version: str | None = None, input_name: str = "data"
@@ -220,10 +238,9 @@ class GrpcClient:
         and restarts that worker, because such answers lack the `ts_stream_next` header. Use `predict`.
         """
         request = self._request(model, body, version, input_name)
+        stub = self._inference_stub()
         try:
-            for response in self._inference.StreamPredictions(
-                request, timeout=self.timeout_s, metadata=self._inference_auth
-            ):
+            for response in stub.StreamPredictions(request, timeout=self.timeout_s, metadata=self._inference_auth):
                 yield check_prediction(response)
         except grpc.RpcError as err:
             raise error_from_rpc(err) from None
@@ -239,8 +256,8 @@ class GrpcClient:
         initial_workers: int | None = None,
         synchronous: bool = True,
         response_timeout_s: int | None = None,
-    ) -> str:
-        """Register archive `url` (a file name in the model store, or an http(s) URL); return the status text.
+    ) -> dict:
+        """Register archive `url` (a file name in the model store, or an http(s) URL); `{"status": text}`.
 
         None (or 0) leaves a setting to the server: name and handler from the manifest, batch size 1,
         batch delay 100 ms, `default_workers_per_model` initial workers (gRPC cannot ask for 0 workers),
@@ -257,18 +274,22 @@ class GrpcClient:
             synchronous=synchronous,
             response_timeout=response_timeout_s or 0,
         )
-        return self._manage("RegisterModel", request)
+        return self._manage_status("RegisterModel", request)
 
     def scale(
         self, name: str, min_workers: int, max_workers: int, version: str | None = None, synchronous: bool = True
-    ) -> str:
-        """Set the worker count of a model version (None: default version) to [min, max]; return status text.
+    ) -> dict:
+        """Set the worker range of a model version (None: default version); `{"status": text}`.
 
-        TorchServe's gRPC API reads a minimum of 0 as 1, so scaling to zero is refused here (ValueError);
-        use the REST API for that. `synchronous` waits until the workers are started or stopped.
+        TorchServe's gRPC API reads a minimum of 0 as 1, so scaling to zero is refused here
+        (UnsupportedRequestError, a ValueError); use the REST API for that. `synchronous` waits until the
+        workers are started or stopped.
         """
         if min_workers < 1 or max_workers < min_workers:
-            raise ValueError(f"need 1 <= min_workers <= max_workers, got {min_workers}, {max_workers}")
+            raise UnsupportedRequestError(
+                f"need 1 <= min_workers <= max_workers over gRPC, got {min_workers}, {max_workers}"
+                " (TorchServe's gRPC API reads 0 as 1; scale to 0 over REST)"
+            )
         request = management_pb2.ScaleWorkerRequest(
             model_name=name,
             model_version=version or "",
@@ -276,18 +297,23 @@ class GrpcClient:
             max_worker=max_workers,
             synchronous=synchronous,
         )
-        return self._manage("ScaleWorker", request)
+        return self._manage_status("ScaleWorker", request)
 
-    def set_default(self, name: str, version: str) -> str:
-        """Make `version` the default version of model `name`; return the status text."""
-        return self._manage("SetDefault", management_pb2.SetDefaultRequest(model_name=name, model_version=version))
+    def set_default(self, name: str, version: str) -> dict:
+        """Make `version` the default version of model `name`; `{"status": text}`."""
+        request = management_pb2.SetDefaultRequest(model_name=name, model_version=version)
+        return self._manage_status("SetDefault", request)
 
-    def unregister(self, name: str, version: str | None = None) -> str:
-        """Unregister a model version (None: the default version); return the status text."""
+    def unregister(self, name: str, version: str | None = None) -> dict:
+        """Unregister a model version (None: the default version); `{"status": text}`.
+
+        Removing the default version while other versions exist is answered by TorchServe 0.12 with
+        UNKNOWN and no details (ServerError 500; REST answers 403 InvalidModelVersionException).
+        """
         request = management_pb2.UnregisterModelRequest(model_name=name, model_version=version or "")
-        return self._manage("UnregisterModel", request)
+        return self._manage_status("UnregisterModel", request)
 
-    def describe(self, name: str, version: str | None = None, customized: bool = False) -> list | dict:
+    def describe(self, name: str, version: str | None = None, customized: bool = False) -> list[dict]:
         """TorchServe's description JSON: a list with one entry per described version ("all": every one).
 
         Each entry has modelName, modelVersion, minWorkers, maxWorkers, batchSize, maxBatchDelay (ms),
@@ -298,13 +324,29 @@ class GrpcClient:
         )
         return json.loads(self._manage("DescribeModel", request))
 
+    def versions(self, name: str) -> list[dict]:
+        """The descriptions of every registered version of a model (DescribeModel with version "all")."""
+        return self.describe(name, "all")
+
     def list_models(self, limit: int = 100, next_page_token: int = 0) -> dict:
         """One page of registered models: `{"models": [{"modelName", "modelUrl"}, ...], "nextPageToken"?}`.
 
         `limit` is the page size, 1..100 (TorchServe reads more than 100 as 100); it is always sent because
-        TorchServe 0.12's gRPC ListModels answers an empty page for the proto default 0.
+        TorchServe 0.12's gRPC ListModels answers an empty page for the proto default 0. `nextPageToken`
+        comes as a string of digits (the next page's offset).
         """
         if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
+            raise UnsupportedRequestError(f"limit must be >= 1, got {limit}")
         request = management_pb2.ListModelsRequest(limit=limit, next_page_token=next_page_token)
         return json.loads(self._manage("ListModels", request))
+
+    def list(self) -> list[dict]:  # last: inside the class body, `list` names this method from here on
+        """Every registered model as `{"modelName", "modelUrl"}` (default version's archive), all pages."""
+        models: list[dict] = []
+        token = 0
+        while True:
+            page = self.list_models(100, token)
+            models.extend(page.get("models", []))
+            if not page.get("nextPageToken"):
+                return models
+            token = int(page["nextPageToken"])

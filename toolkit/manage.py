@@ -1,6 +1,6 @@
-"""`manage`: drive TorchServe's REST management API from the command line.
+"""`manage`: drive TorchServe's management API, over REST or gRPC, from the command line.
 
-    manage [--management-url URL] [--key-file PATH] COMMAND ...
+    manage [--management-url URL | --grpc [--grpc-address HOST:PORT]] [--key-file PATH] COMMAND ...
     manage register ARCHIVE.mar [--name N] [--batch-size B] [--max-batch-delay-ms MS] [--workers W]
     manage unregister NAME [--version V]
     manage scale NAME --min N --max N [--version V]
@@ -9,9 +9,12 @@
     manage set-default NAME VERSION
     manage list
 
-Defaults: the `make serve` server (management address of config/config.properties, key file
-.ts_run/key_file.json). Answers are printed as JSON on stdout. A failure prints one line on stderr,
-`error: HTTP 409 ConflictStatusException: ...`, and exits 2 for a 4xx answer, 1 for anything else.
+Defaults: REST, the `make serve` server (management address, or with --grpc the gRPC management port, of
+config/config.properties; key file .ts_run/key_file.json). Connection options work before or after COMMAND.
+Answers are printed as JSON on stdout, the same either way (`{"status": ...}` for register/unregister/scale/
+set-default). A failure prints one line on stderr, `error: HTTP 409 ConflictStatusException: ...`, and exits
+2 for a 4xx answer (gRPC statuses are mapped to HTTP ones) or a request the protocol cannot carry (gRPC
+cannot scale to 0 workers), 1 for anything else.
 """
 
 from __future__ import annotations
@@ -20,21 +23,27 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from toolkit.auth import KeyFileError, read_keys
 from toolkit.client_errors import ServerError
+from toolkit.management_api import ManagementApi, UnsupportedRequestError
 from toolkit.rest import ManagementClient, ServerUnreachableError
 from toolkit.server import default_key_file, default_urls
 
 EXIT_SERVER = 1
 EXIT_CLIENT = 2
 
-Handler = Callable[[ManagementClient, argparse.Namespace], Any]
+Handler = Callable[[ManagementApi, argparse.Namespace], Any]
 
 
-def _register(client: ManagementClient, args: argparse.Namespace) -> Any:
+class GrpcUnavailableError(RuntimeError):
+    """--grpc was asked for but toolkit.grpc_client (or its generated stubs) cannot be imported."""
+
+
+def _register(client: ManagementApi, args: argparse.Namespace) -> Any:
     return client.register(
         args.archive,
         model_name=args.name,
@@ -46,7 +55,7 @@ def _register(client: ManagementClient, args: argparse.Namespace) -> Any:
     )
 
 
-def _describe(client: ManagementClient, args: argparse.Namespace) -> Any:
+def _describe(client: ManagementApi, args: argparse.Namespace) -> Any:
     return client.versions(args.name) if args.all else client.describe(args.name, args.version)
 
 
@@ -62,15 +71,17 @@ HANDLERS: dict[str, Handler] = {
 
 
 def _connection_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
-    """--management-url/--key-file/--timeout; with `suppress`, a subcommand's copy that only overrides
-    the top-level value when given (so the options work before and after the command name)."""
+    """--management-url/--grpc/--grpc-address/--key-file/--timeout; with `suppress`, a subcommand's copy that
+    only overrides the top-level value when given (so the options work before and after the command name)."""
 
     def default(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
 
     parser.add_argument("--management-url", default=default(None), help="management API base URL (default: config's)")
+    parser.add_argument("--grpc", action="store_true", default=default(False), help="use the gRPC management API")
+    parser.add_argument("--grpc-address", default=default(None), help="gRPC management host:port (default: config's)")
     parser.add_argument("--key-file", default=default(None), help="TorchServe key_file.json (default: make serve's)")
-    parser.add_argument("--timeout", type=float, default=default(300.0), help="HTTP timeout in seconds")
+    parser.add_argument("--timeout", type=float, default=default(300.0), help="HTTP timeout / gRPC deadline, seconds")
 
 
 def _add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -87,7 +98,7 @@ def _add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentPars
     unreg.add_argument("--version", help="version (default: the default version)")
     scale = sub.add_parser("scale", parents=[common], help="set a model version's worker range")
     scale.add_argument("name")
-    scale.add_argument("--min", type=int, required=True, help="min workers")
+    scale.add_argument("--min", type=int, required=True, help="min workers (>= 1 over gRPC)")
     scale.add_argument("--max", type=int, required=True, help="max workers")
     scale.add_argument("--version", help="version (default: the default version)")
     scale.add_argument("--no-wait", action="store_true", help="return before the workers are up")
@@ -104,7 +115,7 @@ def _add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="manage", description="TorchServe management API client.")
+    parser = argparse.ArgumentParser(prog="manage", description="TorchServe management API client (REST or gRPC).")
     _connection_options(parser, suppress=False)
     common = argparse.ArgumentParser(add_help=False)
     _connection_options(common, suppress=True)
@@ -113,31 +124,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parsed arguments; an address option of the other protocol is a usage error (exit 2), not ignored."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.grpc and args.management_url:
+        parser.error("--management-url is the REST address; with --grpc give --grpc-address")
+    if args.grpc_address and not args.grpc:
+        parser.error("--grpc-address needs --grpc")
+    return args
+
+
+def connect(args: argparse.Namespace, key: str) -> ManagementApi:
+    """The management client the arguments ask for: REST by default, gRPC with --grpc."""
+    if not args.grpc:
+        return ManagementClient(args.management_url or default_urls().management, key, args.timeout)
+    try:  # imported only here: the gRPC stubs are generated at install time
+        from toolkit.grpc_client import GrpcClient
+    except ImportError as exc:
+        raise GrpcUnavailableError(f"--grpc is unavailable: {exc}") from exc
+    address = args.grpc_address or default_urls().grpc_management
+    return GrpcClient(management_address=address, management_key=key, timeout_s=args.timeout)
+
+
+def _is_key_refusal(exc: ServerError) -> bool:
+    """TorchServe refused the token: REST says 400 InvalidKeyException, gRPC 403 "Token Authorization failed"."""
+    return exc.kind == "InvalidKeyException" or (exc.status == 403 and exc.message.startswith("Token Authorization"))
+
+
+def _hint(exc: Exception, key_file: Path | None, command: str) -> str:
+    """A parenthesised hint where TorchServe's own message misleads; "" when none."""
+    if isinstance(exc, ServerError) and _is_key_refusal(exc) and key_file is not None:
+        return f" (key from {key_file}; keys change at every server start and expire)"
+    if isinstance(exc, ServerError) and command == "register" and "Failed to start workers" in exc.message:
+        return " (the model stays registered without workers: unregister it after fixing the archive)"
+    if isinstance(exc, ServerUnreachableError) or (isinstance(exc, ServerError) and exc.kind == "UNAVAILABLE"):
+        return " (is TorchServe running? start it with `make serve`)"
+    return ""
+
+
 def error_line(exc: Exception, key_file: Path | None = None, command: str = "") -> str:
     """The one stderr line for a failure, with a hint where TorchServe's own message misleads."""
-    line = f"error: {exc}"
-    if isinstance(exc, ServerError) and exc.kind == "InvalidKeyException" and key_file is not None:
-        line += f" (key from {key_file}; keys change at every server start and expire)"
-    elif isinstance(exc, ServerError) and command == "register" and "Failed to start workers" in exc.message:
-        line += " (the model stays registered without workers: unregister it after fixing the archive)"
-    elif isinstance(exc, ServerUnreachableError):
-        line += " (is TorchServe running? start it with `make serve`)"
-    return line
+    return f"error: {exc}{_hint(exc, key_file, command)}"
 
 
 def exit_code(exc: Exception) -> int:
-    """2 for a 4xx answer, 1 for anything else."""
+    """2 for a 4xx answer or a request the protocol cannot carry, 1 for anything else."""
+    if isinstance(exc, UnsupportedRequestError):
+        return EXIT_CLIENT
     return EXIT_CLIENT if isinstance(exc, ServerError) and 400 <= exc.status < 500 else EXIT_SERVER
 
 
+FAILURES = (ServerError, ServerUnreachableError, KeyFileError, UnsupportedRequestError, GrpcUnavailableError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     key_file = Path(args.key_file) if args.key_file else default_key_file()
     try:
-        url = args.management_url or default_urls().management
-        with ManagementClient(url, read_keys(key_file).management, args.timeout) as client:
+        with closing(connect(args, read_keys(key_file).management)) as client:
             answer = HANDLERS[args.command](client, args)
-    except (ServerError, ServerUnreachableError, KeyFileError) as exc:
+    except FAILURES as exc:
         print(error_line(exc, key_file, args.command), file=sys.stderr)
         return exit_code(exc)
     print(json.dumps(answer, indent=2))

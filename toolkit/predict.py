@@ -20,7 +20,7 @@ from typing import Any
 
 from toolkit.auth import KeyFileError, read_keys
 from toolkit.client_errors import ServerError
-from toolkit.manage import error_line, exit_code
+from toolkit.manage import GrpcUnavailableError, error_line, exit_code
 from toolkit.rest import InferenceClient, ServerUnreachableError, decode_body
 from toolkit.server import default_key_file, default_urls
 
@@ -35,10 +35,6 @@ CONTENT_TYPES = {
 
 class InputError(ValueError):
     """INPUT is neither a supported file nor inline JSON."""
-
-
-class GrpcUnavailableError(RuntimeError):
-    """--grpc was asked for but toolkit.grpc_client (or its generated stubs) cannot be imported."""
 
 
 def read_input(text: str, content_type: str | None = None) -> tuple[bytes, str]:

@@ -1,4 +1,5 @@
-"""gRPC against a real TorchServe 0.12: ping, predictions, error bodies, tokens, streaming, management.
+"""gRPC against a real TorchServe 0.12: ping, predictions, error bodies, tokens, streaming, management
+(GrpcClient and `manage --grpc`).
 
 The module starts its own TorchServe (toolkit.server.LocalServer: own run dir as TMPDIR/TEMP/cwd, free
 loopback ports, `torchserve --stop` at the end) with two throwaway function-handler archives built here
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_built
-from toolkit import grpc_cli
+from toolkit import manage
 from toolkit.client_errors import ServerError
 from toolkit.grpc_client import GrpcClient
 from toolkit.server import LocalServer
@@ -180,19 +181,21 @@ def test_stream_predict_non_streaming_handler_fails_in_torchserve_012(client: Gr
 
 
 def test_management_lifecycle(client: GrpcClient) -> None:
-    assert "registered" in client.register("echo_v2.mar", initial_workers=1)
+    answer = client.register("echo_v2.mar", initial_workers=1)
+    assert answer == {"status": 'Model "echo" Version: 2.0 registered with 1 initial workers'}
     try:
-        versions = {d["modelVersion"] for d in client.describe("echo", "all")}
-        assert versions == {"1.0", "2.0"}
+        assert {d["modelVersion"] for d in client.versions("echo")} == {"1.0", "2.0"}  # DescribeModel "all"
         assert json.loads(client.predict("echo", b"x", version="2.0"))["version"] == "2.0"
-        assert "2.0" in client.set_default("echo", "2.0")
+        assert client.set_default("echo", "2.0") == {
+            "status": 'Default version successfully updated for model "echo" to "2.0"'
+        }
         assert json.loads(client.predict("echo", b"x"))["version"] == "2.0"
         client.scale("echo", 2, 2, version="2.0")
         (desc,) = client.describe("echo", "2.0")
         assert (desc["minWorkers"], desc["maxWorkers"], len(desc["workers"])) == (2, 2, 2)
         client.set_default("echo", "1.0")
     finally:
-        assert "unregistered" in client.unregister("echo", "2.0")
+        assert client.unregister("echo", "2.0") == {"status": 'Model "echo" unregistered'}
     with pytest.raises(ServerError) as info:
         client.describe("echo", "2.0")
     assert info.value.status == 404
@@ -206,18 +209,60 @@ def test_duplicate_register_is_unknown_in_torchserve_012(client: GrpcClient) -> 
     assert (info.value.status, info.value.kind) == (500, "UNKNOWN")
 
 
-def test_list_models(client: GrpcClient) -> None:
-    names = {m["modelName"] for m in client.list_models()["models"]}
-    assert {"echo", "streamer"} <= names
+def test_list_models_and_pages(client: GrpcClient) -> None:
+    models = client.list()
+    assert {"echo", "streamer"} <= {m["modelName"] for m in models}
+    paged, token = [], 0
+    while True:  # one model per page: nextPageToken is the next page's offset, as a string
+        page = client.list_models(limit=1, next_page_token=token)
+        paged += page["models"]
+        if "nextPageToken" not in page:
+            break
+        token = int(page["nextPageToken"])
+    assert paged == models
 
 
-def test_cli_against_server(server: LocalServer, capsys: pytest.CaptureFixture[str]) -> None:
-    urls = server.urls
-    common = ["--management-address", urls.grpc_management, "--inference-address", urls.grpc_inference]
-    common += ["--key-file", str(server.key_file)]
-    assert grpc_cli.main([*common, "describe", "streamer"]) == 0
-    assert json.loads(capsys.readouterr().out)[0]["modelName"] == "streamer"
-    assert grpc_cli.main([*common, "ping"]) == 0
-    assert capsys.readouterr().out.strip() == "Healthy"
-    assert grpc_cli.main([*common, "unregister", "nope"]) == 1
-    assert "HTTP 404 ModelNotFoundException" in capsys.readouterr().err
+def test_manage_grpc_against_server(server: LocalServer, capsys: pytest.CaptureFixture[str]) -> None:
+    conn = ["--grpc", "--grpc-address", server.urls.grpc_management, "--key-file", str(server.key_file)]
+
+    def run(*argv: str) -> tuple[int, object, str]:
+        """manage --grpc: (exit code, parsed stdout or None, stderr)."""
+        rc = manage.main([*argv, *conn])
+        out, err = capsys.readouterr()
+        return rc, json.loads(out) if out else None, err
+
+    assert run("register", "echo_v2.mar", "--name", "echo_cli", "--workers", "1") == (
+        0,
+        {"status": 'Model "echo_cli" Version: 2.0 registered with 1 initial workers'},
+        "",
+    )
+    try:
+        rc, versions, _ = run("describe", "echo_cli", "--all")
+        assert (rc, [(d["modelVersion"], len(d["workers"])) for d in versions]) == (0, [("2.0", 1)])
+        assert run("scale", "echo_cli", "--min", "2", "--max", "2")[:2] == (
+            0,
+            {"status": "Workers scaled to 2 for model: echo_cli"},  # no version asked: none named
+        )
+        rc, (desc,), _ = run("describe", "echo_cli")
+        assert (rc, desc["minWorkers"], len(desc["workers"])) == (0, 2, 2)
+        rc, out, err = run("scale", "echo_cli", "--min", "0", "--max", "0")
+        assert (rc, out) == (2, None)
+        assert err.startswith("error: need 1 <= min_workers <= max_workers over gRPC")
+    finally:
+        assert run("unregister", "echo_cli") == (0, {"status": 'Model "echo_cli" unregistered'}, "")
+    rc, out, err = run("unregister", "nope")
+    assert (rc, out) == (2, None)
+    assert err == "error: HTTP 404 ModelNotFoundException: Model not found: nope\n"
+
+
+def test_manage_prints_the_same_over_rest_and_grpc(server: LocalServer, capsys: pytest.CaptureFixture[str]) -> None:
+    keys = ["--key-file", str(server.key_file)]
+    rest = ["--management-url", server.urls.management, *keys]
+    grpc = ["--grpc", "--grpc-address", server.urls.grpc_management, *keys]
+    for argv in (["list"], ["set-default", "streamer", "1.0"], ["versions", "no-such-model"]):
+        outputs = []
+        for protocol in (rest, grpc):
+            rc = manage.main([*argv, *protocol])
+            outputs.append((rc, *capsys.readouterr()))
+        assert outputs[0] == outputs[1], argv
+        assert outputs[0][0] == (2 if argv[0] == "versions" else 0), outputs[0]

@@ -1,4 +1,4 @@
-"""gRPC stubs, wire compatibility with TorchServe 0.12, error mapping, GrpcClient and the gRPC CLI.
+"""gRPC stubs, wire compatibility with TorchServe 0.12, error mapping, GrpcClient and `manage --grpc`.
 
 Wire compatibility is proven three ways: field numbers/types against the documented facts, raw wire bytes
 decoded by hand, and a descriptor comparison with the .proto files TorchServe ships inside its own
@@ -11,10 +11,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import socket
+import sys
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -22,7 +24,7 @@ import pytest
 from google.protobuf import descriptor_pb2, json_format
 from google.protobuf.descriptor import FieldDescriptor
 
-from toolkit import grpc_cli
+from toolkit import manage
 from toolkit.client_errors import HTTP_TO_GRPC, ServerError
 from toolkit.grpc_client import (
     GrpcClient,
@@ -32,6 +34,7 @@ from toolkit.grpc_client import (
     split_details,
 )
 from toolkit.grpc_gen import inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc
+from toolkit.management_api import UnsupportedRequestError
 
 REPO = Path(__file__).resolve().parents[2]
 INFERENCE_KEY = "inf-key"
@@ -389,52 +392,107 @@ class FakeInference(inference_pb2_grpc.InferenceAPIsServiceServicer):
         yield inference_pb2.PredictionResponse(prediction=_answer(request, context))
 
 
+def _not_found(context: grpc.ServicerContext, name: str) -> None:
+    context.abort(SC.NOT_FOUND, f"Model not found: {name}\norg.pytorch.serve.archive.model.ModelNotFoundException")
+
+
 class FakeManagement(management_pb2_grpc.ManagementAPIsServiceServicer):
-    """Management API echoing each request as JSON in `msg`, refusing model "missing" with NOT_FOUND."""
+    """Management API answering with TorchServe 0.12's texts (recorded from a real server): a sentence in
+    `msg` for register/scale/set-default/unregister, JSON for describe/list. Model "missing" is NOT_FOUND.
+    Every authorised request is appended to `seen` as its proto3-JSON dict (fields left at default omitted)."""
 
-    def _echo(self, request, context) -> management_pb2.ManagementResponse:
+    def __init__(self) -> None:
+        self.seen: list[dict] = []
+        self.models = ["m"]  # names ListModels pages through, in order
+
+    def _accept(self, request, context) -> None:
         _authorised(context, MANAGEMENT_KEY)
+        self.seen.append({type(request).__name__: json_format.MessageToDict(request, preserving_proto_field_name=True)})
         if getattr(request, "model_name", "") == "missing":
-            context.abort(
-                SC.NOT_FOUND, "Model not found: missing\norg.pytorch.serve.archive.model.ModelNotFoundException"
-            )
-        fields = json_format.MessageToDict(request, preserving_proto_field_name=True)
-        return management_pb2.ManagementResponse(msg=json.dumps({type(request).__name__: fields}))
+            _not_found(context, "missing")
 
-    RegisterModel = ScaleWorker = SetDefault = UnregisterModel = ListModels = _echo
+    def _reply(self, text: str) -> management_pb2.ManagementResponse:
+        return management_pb2.ManagementResponse(msg=text)
+
+    def RegisterModel(self, request, context):  # noqa: N802 - gRPC method name
+        self._accept(request, context)
+        name = request.model_name or request.url.removesuffix(".mar")
+        workers = request.initial_workers or 1
+        text = f'Model "{name}" Version: 1.0 registered with {workers} initial workers'
+        return self._reply(text if request.synchronous else "Processing worker updates...")
+
+    def ScaleWorker(self, request, context):  # noqa: N802
+        self._accept(request, context)
+        version = f", version: {request.model_version}" if request.model_version else ""
+        text = f"Workers scaled to {request.min_worker} for model: {request.model_name}{version}"
+        return self._reply(text if request.synchronous else "Processing worker updates...")
+
+    def SetDefault(self, request, context):  # noqa: N802
+        self._accept(request, context)
+        model, version = request.model_name, request.model_version
+        return self._reply(f'Default version successfully updated for model "{model}" to "{version}"')
+
+    def UnregisterModel(self, request, context):  # noqa: N802
+        self._accept(request, context)
+        return self._reply(f'Model "{request.model_name}" unregistered')
 
     def DescribeModel(self, request, context):  # noqa: N802
-        _authorised(context, MANAGEMENT_KEY)
+        self._accept(request, context)
+        versions = ["1.0", "2.0"] if request.model_version == "all" else [request.model_version or "1.0"]
         workers = [{"id": "9000", "status": "READY"}]
-        return management_pb2.ManagementResponse(
-            msg=json.dumps([{"modelName": request.model_name, "workers": workers}])
-        )
+        descriptions = [{"modelName": request.model_name, "modelVersion": v, "workers": workers} for v in versions]
+        return self._reply(json.dumps(descriptions, indent=2))
+
+    def ListModels(self, request, context):  # noqa: N802
+        self._accept(request, context)
+        start, end = request.next_page_token, request.next_page_token + min(request.limit, 100)
+        page: dict = {"models": [{"modelName": n, "modelUrl": f"{n}.mar"} for n in self.models[start:end]]}
+        if end < len(self.models):
+            page = {"nextPageToken": str(end), **page}
+        return self._reply(json.dumps(page, indent=2))
+
+
+@dataclass
+class Fake:
+    """The in-process fake TorchServe: one loopback address serving both APIs."""
+
+    address: str
+    inference: FakeInference
+    management: FakeManagement
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[tuple[str, FakeInference]]:
-    """A gRPC server on a free loopback port with both fake services; yields (address, inference fake)."""
+def fake_server() -> Iterator[Fake]:
+    """A gRPC server on a free loopback port with both fake services."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    inference = FakeInference()
-    inference_pb2_grpc.add_InferenceAPIsServiceServicer_to_server(inference, server)
-    management_pb2_grpc.add_ManagementAPIsServiceServicer_to_server(FakeManagement(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    fake = Fake("", FakeInference(), FakeManagement())
+    inference_pb2_grpc.add_InferenceAPIsServiceServicer_to_server(fake.inference, server)
+    management_pb2_grpc.add_ManagementAPIsServiceServicer_to_server(fake.management, server)
+    fake.address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
     server.start()
-    yield f"127.0.0.1:{port}", inference
-    inference.release.set()
+    yield fake
+    fake.inference.release.set()
     server.stop(None)
 
 
 @pytest.fixture
-def client(fake_server) -> Iterator[GrpcClient]:
-    address, _ = fake_server
+def management(fake_server: Fake) -> Iterator[FakeManagement]:
+    """The fake management service, with no request seen yet and the one model "m"."""
+    fake_server.management.seen.clear()
+    yield fake_server.management
+    fake_server.management.models = ["m"]
+
+
+@pytest.fixture
+def client(fake_server: Fake, management: FakeManagement) -> Iterator[GrpcClient]:
+    address = fake_server.address
     with GrpcClient(address, address, INFERENCE_KEY, MANAGEMENT_KEY, timeout_s=10) as c:
         yield c
 
 
-def test_ping_sends_inference_key(client: GrpcClient, fake_server) -> None:
+def test_ping_sends_inference_key(client: GrpcClient, fake_server: Fake) -> None:
     assert client.ping() == "Healthy"
-    with GrpcClient(fake_server[0], inference_key=MANAGEMENT_KEY) as wrong, pytest.raises(ServerError) as info:
+    with GrpcClient(fake_server.address, inference_key=MANAGEMENT_KEY) as wrong, pytest.raises(ServerError) as info:
         wrong.ping()
     assert (info.value.status, info.value.message) == (403, TOKEN_FAILED)
 
@@ -461,14 +519,14 @@ def test_predict_unknown_model_is_404(client: GrpcClient) -> None:
     )
 
 
-def test_missing_token_is_refused(fake_server) -> None:
-    with GrpcClient(fake_server[0]) as anonymous, pytest.raises(ServerError) as info:
+def test_missing_token_is_refused(fake_server: Fake) -> None:
+    with GrpcClient(fake_server.address) as anonymous, pytest.raises(ServerError) as info:
         anonymous.predict("mnist", b"x")
     assert (info.value.status, info.value.kind) == (403, "PERMISSION_DENIED")
 
 
-def test_deadline_becomes_504(fake_server) -> None:
-    hasty = GrpcClient(fake_server[0], inference_key=INFERENCE_KEY, timeout_s=0.2)
+def test_deadline_becomes_504(fake_server: Fake) -> None:
+    hasty = GrpcClient(fake_server.address, inference_key=INFERENCE_KEY, timeout_s=0.2)
     with hasty, pytest.raises(ServerError) as info:
         hasty.predict("slow", b"x")
     assert (info.value.status, info.value.kind) == (504, "DEADLINE_EXCEEDED")
@@ -499,90 +557,255 @@ def test_stream_predict_yields_parts_in_order_and_raises_error_parts(client: Grp
     assert info.value.status == 404
 
 
-def test_register_sends_settings_with_management_key(client: GrpcClient) -> None:
-    msg = client.register("m.mar", model_name="m", batch_size=4, max_batch_delay_ms=50, response_timeout_s=30)
-    assert json.loads(msg) == {
-        "RegisterModelRequest": {
-            "url": "m.mar",
-            "model_name": "m",
-            "batch_size": 4,
-            "max_batch_delay": 50,
-            "response_timeout": 30,
-            "synchronous": True,
+def test_register_sends_settings_with_management_key(client: GrpcClient, management: FakeManagement) -> None:
+    answer = client.register("m.mar", model_name="m", batch_size=4, max_batch_delay_ms=50, response_timeout_s=30)
+    assert answer == {"status": 'Model "m" Version: 1.0 registered with 1 initial workers'}
+    assert management.seen == [
+        {
+            "RegisterModelRequest": {
+                "url": "m.mar",
+                "model_name": "m",
+                "batch_size": 4,
+                "max_batch_delay": 50,
+                "response_timeout": 30,
+                "synchronous": True,
+            }
         }
-    }
+    ]
 
 
-def test_scale_set_default_unregister_list_requests(client: GrpcClient) -> None:
-    assert json.loads(client.scale("m", 1, 3, version="2.0")) == {
-        "ScaleWorkerRequest": {
-            "model_name": "m",
-            "model_version": "2.0",
-            "min_worker": 1,
-            "max_worker": 3,
-            "synchronous": True,
-        }
-    }
-    assert json.loads(client.set_default("m", "2.0")) == {
-        "SetDefaultRequest": {"model_name": "m", "model_version": "2.0"}
-    }
-    assert json.loads(client.unregister("m")) == {"UnregisterModelRequest": {"model_name": "m"}}
-    assert client.list_models() == {"ListModelsRequest": {"limit": 100}}
+def test_status_calls_answer_like_rest(client: GrpcClient, management: FakeManagement) -> None:
+    assert client.scale("m", 1, 3, version="2.0") == {"status": "Workers scaled to 1 for model: m, version: 2.0"}
+    assert client.set_default("m", "2.0") == {"status": 'Default version successfully updated for model "m" to "2.0"'}
+    assert client.unregister("m") == {"status": 'Model "m" unregistered'}
+    assert management.seen == [
+        {
+            "ScaleWorkerRequest": {
+                "model_name": "m",
+                "model_version": "2.0",
+                "min_worker": 1,
+                "max_worker": 3,
+                "synchronous": True,
+            }
+        },
+        {"SetDefaultRequest": {"model_name": "m", "model_version": "2.0"}},
+        {"UnregisterModelRequest": {"model_name": "m"}},
+    ]
     with pytest.raises(ServerError) as info:
         client.unregister("missing")
     assert (info.value.status, info.value.kind) == (404, "ModelNotFoundException")
 
 
-def test_describe_parses_json(client: GrpcClient) -> None:
-    assert client.describe("m") == [{"modelName": "m", "workers": [{"id": "9000", "status": "READY"}]}]
+def test_describe_and_versions_parse_json(client: GrpcClient, management: FakeManagement) -> None:
+    workers = [{"id": "9000", "status": "READY"}]
+    assert client.describe("m") == [{"modelName": "m", "modelVersion": "1.0", "workers": workers}]
+    assert [d["modelVersion"] for d in client.versions("m")] == ["1.0", "2.0"]
+    assert management.seen[-1] == {"DescribeModelRequest": {"model_name": "m", "model_version": "all"}}
 
 
-def test_client_refuses_what_torchserve_grpc_cannot_do(client: GrpcClient, fake_server) -> None:
-    with pytest.raises(ValueError, match="min_workers"):
+def test_list_follows_page_tokens(client: GrpcClient, management: FakeManagement) -> None:
+    management.models = [f"model{i:03d}" for i in range(230)]
+    assert [m["modelName"] for m in client.list()] == management.models
+    assert [r["ListModelsRequest"] for r in management.seen] == [
+        {"limit": 100},
+        {"limit": 100, "next_page_token": 100},
+        {"limit": 100, "next_page_token": 200},
+    ]
+    assert client.list_models(limit=2) == {
+        "nextPageToken": "2",
+        "models": [
+            {"modelName": "model000", "modelUrl": "model000.mar"},
+            {"modelName": "model001", "modelUrl": "model001.mar"},
+        ],
+    }
+
+
+def test_client_refuses_what_torchserve_grpc_cannot_do(
+    client: GrpcClient, fake_server: Fake, management: FakeManagement
+) -> None:
+    with pytest.raises(UnsupportedRequestError, match="min_workers"):
         client.scale("m", 0, 1)
     with pytest.raises(ValueError, match="limit"):
         client.list_models(limit=0)
-    with GrpcClient(fake_server[0]) as inference_only, pytest.raises(ValueError, match="management_address"):
+    assert management.seen == []
+    with GrpcClient(fake_server.address) as inference_only, pytest.raises(ValueError, match="management_address"):
         inference_only.describe("m")
+    with GrpcClient(management_address=fake_server.address) as management_only:
+        with pytest.raises(ValueError, match="inference_address"):
+            management_only.ping()
+        with pytest.raises(ValueError, match="inference_address"):
+            list(management_only.stream_predict("m", b"x"))
 
 
-def test_context_manager_closes_channels(fake_server) -> None:
-    with GrpcClient(fake_server[0], fake_server[0], INFERENCE_KEY, MANAGEMENT_KEY) as c:
+def test_context_manager_closes_channels(fake_server: Fake) -> None:
+    address = fake_server.address
+    with GrpcClient(address, address, INFERENCE_KEY, MANAGEMENT_KEY) as c:
         assert c.ping() == "Healthy"
+        assert c.describe("m")[0]["modelName"] == "m"
     with pytest.raises(ValueError, match="closed channel"):
         c.ping()
+    with pytest.raises(ValueError, match="closed channel"):
+        c.describe("m")
 
 
-# ---- CLI ---------------------------------------------------------------------------------------------
+# ---- manage --grpc -----------------------------------------------------------------------------------
 
 
-def test_cli_uses_management_key_from_key_file(fake_server, tmp_path: Path, capsys) -> None:
-    key_file = tmp_path / "key_file.json"
-    key_file.write_text(
-        json.dumps({"management": {"key": MANAGEMENT_KEY}, "inference": {"key": INFERENCE_KEY}, "API": {"key": "a"}})
-    )
-    common = [
-        "--management-address",
-        fake_server[0],
-        "--inference-address",
-        fake_server[0],
-        "--key-file",
-        str(key_file),
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "key_file.json"
+    keys = {"management": {"key": MANAGEMENT_KEY}, "inference": {"key": INFERENCE_KEY}, "API": {"key": "a"}}
+    path.write_text(json.dumps(keys))
+    return path
+
+
+@pytest.fixture
+def run_manage(fake_server: Fake, key_file: Path, capsys) -> Callable[..., tuple[int, str, str]]:
+    """manage.main(argv + `--grpc --grpc-address <fake> --key-file <keys>`) -> (exit code, stdout, stderr)."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        rc = manage.main([*argv, "--grpc", "--grpc-address", fake_server.address, "--key-file", str(key_file)])
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run
+
+
+def printed(answer: object) -> str:
+    """What manage prints for an answer."""
+    return json.dumps(answer, indent=2) + "\n"
+
+
+def test_manage_grpc_register_maps_every_option(run_manage: Callable, management: FakeManagement) -> None:
+    argv = ["mnist.mar", "--name", "m", "--batch-size", "4", "--max-batch-delay-ms", "50", "--workers", "2"]
+    rc, out, err = run_manage("register", *argv, "--response-timeout-s", "30")
+    assert (rc, out, err) == (0, printed({"status": 'Model "m" Version: 1.0 registered with 2 initial workers'}), "")
+    assert management.seen == [
+        {
+            "RegisterModelRequest": {
+                "url": "mnist.mar",
+                "model_name": "m",
+                "batch_size": 4,
+                "max_batch_delay": 50,
+                "initial_workers": 2,
+                "response_timeout": 30,
+                "synchronous": True,
+            }
+        }
     ]
-    assert grpc_cli.main([*common, "scale", "m", "--min", "2", "--no-wait"]) == 0
-    sent = json.loads(capsys.readouterr().out)["ScaleWorkerRequest"]
-    assert (sent["min_worker"], sent["max_worker"], sent.get("synchronous", False)) == (2, 2, False)
-    assert grpc_cli.main([*common, "ping"]) == 0
-    assert capsys.readouterr().out.strip() == "Healthy"
-    assert grpc_cli.main([*common, "describe", "m"]) == 0
-    assert json.loads(capsys.readouterr().out)[0]["modelName"] == "m"
+    assert run_manage("register", "tabular.mar", "--no-wait") == (
+        0,
+        printed({"status": "Processing worker updates..."}),
+        "",
+    )
+    assert management.seen[-1] == {"RegisterModelRequest": {"url": "tabular.mar"}}  # synchronous false: default
 
 
-def test_cli_reports_server_errors_and_bad_values(fake_server, capsys) -> None:
-    common = ["--management-address", fake_server[0], "--token", MANAGEMENT_KEY]
-    assert grpc_cli.main([*common, "unregister", "missing"]) == 1
-    assert "error: HTTP 404 ModelNotFoundException: Model not found: missing" in capsys.readouterr().err
-    assert grpc_cli.main(["--management-address", fake_server[0], "--token", "wrong", "list"]) == 1
-    assert "HTTP 403" in capsys.readouterr().err
-    assert grpc_cli.main([*common, "scale", "m", "--min", "0"]) == 2
-    assert "min_workers" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("argv", "request_sent", "answer"),
+    [
+        (["unregister", "m"], {"UnregisterModelRequest": {"model_name": "m"}}, {"status": 'Model "m" unregistered'}),
+        (
+            ["unregister", "m", "--version", "1.0"],
+            {"UnregisterModelRequest": {"model_name": "m", "model_version": "1.0"}},
+            {"status": 'Model "m" unregistered'},
+        ),
+        (
+            ["scale", "m", "--min", "2", "--max", "3", "--version", "2.0", "--no-wait"],
+            {"ScaleWorkerRequest": {"model_name": "m", "model_version": "2.0", "min_worker": 2, "max_worker": 3}},
+            {"status": "Processing worker updates..."},
+        ),
+        (
+            ["set-default", "m", "2.0"],
+            {"SetDefaultRequest": {"model_name": "m", "model_version": "2.0"}},
+            {"status": 'Default version successfully updated for model "m" to "2.0"'},
+        ),
+        (
+            ["describe", "m", "--version", "2.0"],
+            {"DescribeModelRequest": {"model_name": "m", "model_version": "2.0"}},
+            [{"modelName": "m", "modelVersion": "2.0", "workers": [{"id": "9000", "status": "READY"}]}],
+        ),
+        (["list"], {"ListModelsRequest": {"limit": 100}}, [{"modelName": "m", "modelUrl": "m.mar"}]),
+    ],
+)
+def test_manage_grpc_commands_send_and_print(
+    run_manage: Callable, management: FakeManagement, argv: list[str], request_sent: dict, answer: object
+) -> None:
+    assert run_manage(*argv) == (0, printed(answer), "")
+    assert management.seen == [request_sent]
+
+
+@pytest.mark.parametrize("argv", [["describe", "m", "--all"], ["versions", "m"]])
+def test_manage_grpc_every_version_is_describe_all(
+    run_manage: Callable, management: FakeManagement, argv: list[str]
+) -> None:
+    rc, out, _ = run_manage(*argv)
+    assert rc == 0
+    assert [d["modelVersion"] for d in json.loads(out)] == ["1.0", "2.0"]
+    assert management.seen == [{"DescribeModelRequest": {"model_name": "m", "model_version": "all"}}]
+
+
+def test_manage_grpc_options_before_the_command(fake_server: Fake, key_file: Path, capsys) -> None:
+    argv = ["--grpc", "--grpc-address", fake_server.address, "--key-file", str(key_file), "--timeout", "5", "list"]
+    assert manage.main(argv) == 0
+    assert json.loads(capsys.readouterr().out) == [{"modelName": "m", "modelUrl": "m.mar"}]
+
+
+def test_manage_grpc_server_errors_are_one_line(
+    fake_server: Fake, run_manage: Callable, key_file: Path, tmp_path: Path, capsys
+) -> None:
+    assert run_manage("unregister", "missing") == (
+        2,
+        "",
+        "error: HTTP 404 ModelNotFoundException: Model not found: missing\n",
+    )
+    wrong = tmp_path / "wrong_keys.json"
+    wrong.write_text(json.dumps({"management": {"key": "wrong"}, "inference": {"key": INFERENCE_KEY}}))
+    rc = manage.main(["list", "--grpc", "--grpc-address", fake_server.address, "--key-file", str(wrong)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith(f"error: HTTP 403 PERMISSION_DENIED: {TOKEN_FAILED} (key from {wrong};")
+    assert err.count("\n") == 1
+
+
+def test_manage_grpc_refuses_scale_to_zero_before_sending(run_manage: Callable, management: FakeManagement) -> None:
+    rc, out, err = run_manage("scale", "m", "--min", "0", "--max", "1")
+    assert (rc, out) == (2, "")
+    assert err.startswith("error: need 1 <= min_workers <= max_workers over gRPC, got 0, 1")
+    assert err.count("\n") == 1
+    assert management.seen == []
+
+
+def test_manage_grpc_unreachable_is_exit_1(key_file: Path, capsys) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+    assert manage.main(["--grpc", "--grpc-address", address, "--key-file", str(key_file), "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: HTTP 503 UNAVAILABLE: ")
+    assert err.endswith("(is TorchServe running? start it with `make serve`)\n")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--grpc", "--management-url", "http://127.0.0.1:8081", "list"],
+        ["--grpc-address", "127.0.0.1:7071", "list"],
+    ],
+)
+def test_manage_refuses_the_other_protocols_address(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        manage.main(argv)
+    assert info.value.code == 2
+    assert "--grpc" in capsys.readouterr().err
+
+
+def test_manage_grpc_without_generated_stubs_is_one_line(
+    key_file: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setitem(sys.modules, "toolkit.grpc_client", None)  # as if scripts/gen_grpc.py never ran
+    assert manage.main(["--grpc", "--key-file", str(key_file), "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --grpc is unavailable: ")
+    assert err.count("\n") == 1

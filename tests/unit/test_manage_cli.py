@@ -2,11 +2,13 @@
 TorchServe 0.12 (same error bodies, statuses and paths, as recorded from a real server).
 
 Checks what each command sends (method, path, query, headers, body) and how it prints answers and errors:
-one stderr line `error: HTTP <status> <type>: <message>`, exit 2 for 4xx, 1 otherwise.
+one stderr line `error: HTTP <status> <type>: <message>`, exit 2 for 4xx, 1 otherwise. `manage --grpc` runs
+against a fake gRPC server in test_grpc_client.py; here both clients are checked against the shared protocol.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import socket
 import threading
@@ -19,7 +21,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from toolkit import manage, predict
+from toolkit.grpc_client import GrpcClient
+from toolkit.management_api import ManagementApi
 from toolkit.predict import InputError, read_input
+from toolkit.rest import ManagementClient
 
 Answer = tuple[int, bytes]
 Route = Answer | Callable[[dict[str, str]], Answer]
@@ -199,6 +204,29 @@ def test_version_and_all_are_exclusive(run_manage: Callable) -> None:
     with pytest.raises(SystemExit) as info:
         run_manage("describe", "mnist", "--version", "1.0", "--all")
     assert info.value.code == 2
+
+
+# --- the management protocol both clients satisfy ------------------------------------------------------
+
+PROTOCOL_METHODS = sorted(n for n, v in vars(ManagementApi).items() if callable(v) and not n.startswith("_"))
+
+
+def test_protocol_has_the_management_surface() -> None:
+    surface = ["close", "describe", "list", "register", "scale", "set_default", "unregister", "versions"]
+    assert surface == PROTOCOL_METHODS
+
+
+@pytest.mark.parametrize("client_class", [ManagementClient, GrpcClient])
+@pytest.mark.parametrize("method", PROTOCOL_METHODS)
+def test_both_clients_satisfy_the_protocol(client_class: type, method: str) -> None:
+    """Same parameters (name, kind, default) and return annotation; extra client parameters are optional."""
+    wanted = inspect.signature(getattr(ManagementApi, method))
+    got = inspect.signature(getattr(client_class, method))
+    wanted_params = [(p.name, p.kind, p.default) for p in wanted.parameters.values()]
+    got_params = [(p.name, p.kind, p.default) for p in got.parameters.values()]
+    assert got_params[: len(wanted_params)] == wanted_params
+    assert all(default is not inspect.Parameter.empty for _, _, default in got_params[len(wanted_params) :])
+    assert got.return_annotation == wanted.return_annotation
 
 
 # --- manage: errors ------------------------------------------------------------------------------------
