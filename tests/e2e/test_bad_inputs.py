@@ -1,0 +1,291 @@
+"""Hostile inputs to the example models on a real TorchServe: each gets its own 4xx naming the problem (never
+a 5xx, never a traceback), alone and inside a batch whose good requests keep their exact answers.
+
+Alone: every case goes to the shipped models (`/predictions/mnist`, `/predictions/tabular`) of the session
+server. In a batch: the module registers copies of the same archives, `mnist_batch8` and `tabular_batch8`,
+with batch_size 8 and max_batch_delay 200 ms, and fires 1 bad + 7 good requests at once (one connection
+each). handlers.base logs one `batch: requests=.. inputs=.. rejected=..` line per batch, which proves the
+eight really shared one batch. The copies are unregistered at the end of the module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import psutil
+import pytest
+
+from handlers.config import load_model_yaml
+from tests.conftest import BUILD, ROOT, require_built
+from tests.e2e._helpers import Answer, Req, assert_error, batch_lines, peak_rss, send_one, send_together, wait_for
+from tests.e2e.conftest import CONFIG
+from tests.payloads import huge_png, random_image_bytes, truncated
+from toolkit.auth import Keys
+from toolkit.rest import ManagementClient
+from toolkit.server import LocalServer, read_properties
+
+pytestmark = pytest.mark.e2e
+
+BATCH_SIZE = 8
+BATCH_DELAY_MS = 200
+BATCH_MODEL = {"mnist": "mnist_batch8", "tabular": "tabular_batch8"}
+PROB_TOL = 2e-6  # answers are rounded to 6 decimals; batch composition can move the last digit
+BAD_AT = 3  # position of the bad request among the eight
+
+
+def _limits(model: str) -> tuple[int, int]:
+    """(max_inputs_per_request, tabular num_features or 0) of a shipped model YAML."""
+    settings = load_model_yaml(ROOT / "config" / "models" / f"{model}.yaml").handler
+    return settings.max_inputs_per_request, settings.tabular.num_features if settings.tabular else 0
+
+
+def _sample_png(name: str = "3.png") -> bytes:
+    return require_built(BUILD / "mnist" / "samples" / name, "make models").read_bytes()
+
+
+def _sample_row() -> list[float]:
+    path = require_built(BUILD / "tabular" / "samples" / "sample_0.json", "make models")
+    return json.loads(path.read_text())["inputs"][0]
+
+
+def _j(value: object) -> Callable[[], bytes]:
+    """A body maker for the JSON of `value`."""
+    return lambda: json.dumps(value).encode()
+
+
+def _raw(data: bytes) -> Callable[[], bytes]:
+    return lambda: data
+
+
+def _oversized() -> bytes:
+    """A JSON body 1 KiB over the max_request_size of the project config (the one every server uses)."""
+    limit = int(read_properties(CONFIG)["max_request_size"])
+    return b'{"inputs": [' + b"0," * ((limit + 1024) // 2) + b"0]}"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad request and what must come back. `make` builds the body (lazily: samples are build outputs).
+    `frontend`: refused by TorchServe before any worker sees it (the batch then holds the 7 good requests
+    only). `empty_body`: TorchServe answers with no body at all, so only the status can be asserted."""
+
+    name: str
+    model: str
+    make: Callable[[], bytes]
+    status: int
+    kind: str | None
+    text: str
+    content_type: str | None = "application/json"
+    target: str | None = None  # model name in the URL instead of the tested one
+    suffix: str = ""  # e.g. "/9.9" for an unknown version
+    frontend: bool = False
+    empty_body: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}-{self.name}"
+
+    def path(self, model: str) -> str:
+        return f"/predictions/{self.target or model}{self.suffix}"
+
+    def request(self, model: str) -> Req:
+        return Req(self.path(model), self.make(), self.content_type)
+
+
+def _common(model: str) -> list[Case]:
+    """Cases both models answer the same way."""
+    return [
+        Case("non-utf8", model, _raw(b"\xff\xfe\xfa\xc3\x28 not text"), 400, "decode_error", "not UTF-8"),
+        Case("empty body", model, _raw(b""), 400, "decode_error", "empty request body"),
+        Case("over max_request_size", model, _oversized, 413, None, "", frontend=True, empty_body=True),
+        Case("unknown model", model, _raw(b"{}"), 404, "ModelNotFoundException", "Model not found: no_such_model",
+             target="no_such_model", frontend=True),
+        Case("unknown version", model, _raw(b"{}"), 404, "ModelVersionNotFoundException", "9.9", suffix="/9.9",
+             frontend=True),
+    ]  # fmt: skip
+
+
+def mnist_cases() -> list[Case]:
+    limit, _ = _limits("mnist")
+    blank = [[0] * 28] * 28
+    m = "mnist"
+    return [*_common(m),
+        Case("malformed json", m, _raw(b'{"image": [[1, 2]'), 400, "decode_error", "malformed JSON"),
+        Case("json of wrong type", m, _raw(b"42"), 400, "validation_error", "got int"),
+        Case("missing key", m, _j({"picture": blank}), 400, "validation_error", "needs one of the keys"),
+        Case("wrong shape", m, _j({"image": [[0] * 27] * 28}), 400, "validation_error", "shape [28, 27]"),
+        Case("ragged rows", m, _j({"image": [[0] * 28] * 27 + [[0] * 5]}), 400, "validation_error", "ragged"),
+        Case("nan", m, _raw(b'{"image": [[NaN, 0], [0, 0]]}'), 400, "validation_error", "NaN or Inf"),
+        Case("inf", m, _raw(b'{"image": [[Infinity, 0], [0, 0]]}'), 400, "validation_error", "NaN or Inf"),
+        Case("string pixels", m, _j({"image": [["a"] * 28] * 28}), 400, "validation_error",
+             "image[0][0] = 'a' is not a number"),
+        Case("random bytes as image", m, random_image_bytes, 400, "decode_error", "not a decodable image",
+             content_type="image/png"),
+        Case("truncated png", m, lambda: truncated(_sample_png()), 400, "decode_error", "truncated",
+             content_type="image/png"),
+        Case("huge declared size", m, lambda: huge_png(_sample_png(), 30000, 30000), 413, "payload_too_large",
+             "refused before decoding", content_type="image/png"),
+        Case("too many images", m, _j({"image": [blank] * (limit + 1)}), 413, "payload_too_large",
+             f"{limit + 1} inputs in one request; at most {limit} allowed"),
+    ]  # fmt: skip
+
+
+def tabular_cases() -> list[Case]:
+    limit, features = _limits("tabular")
+    t = "tabular"
+
+    def rows(make_rows: Callable[[list[float]], object], **extra: object) -> Callable[[], bytes]:
+        return lambda: json.dumps({"inputs": make_rows(_sample_row()), **extra}).encode()
+
+    zeros = b", 0" * (features - 1)
+    return [*_common(t),
+        Case("malformed json", t, _raw(b'{"inputs": [[1,'), 400, "decode_error", "malformed JSON"),
+        Case("json of wrong type", t, lambda: json.dumps([_sample_row()]).encode(), 400, "validation_error",
+             "expected a JSON object"),
+        Case("missing key", t, _j({"return_probabilities": True}), 400, "validation_error", "missing key 'inputs'"),
+        Case("wrong shape", t, rows(lambda r: r), 400, "validation_error", f"shape [{features}]"),
+        Case("ragged rows", t, rows(lambda r: [r, r[:10]]), 400, "validation_error", "ragged"),
+        Case("nan", t, _raw(b'{"inputs": [[NaN' + zeros + b"]]}"), 400, "validation_error", "NaN or Inf"),
+        Case("inf", t, _raw(b'{"inputs": [[-Infinity' + zeros + b"]]}"), 400, "validation_error", "NaN or Inf"),
+        Case("string feature", t, rows(lambda r: [["x", *r[1:]]]), 400, "validation_error",
+             "inputs[0][0] = 'x' is not a number"),
+        Case("wrong feature count", t, rows(lambda r: [r[:-1]]), 400, "validation_error",
+             f"each row needs {features} features; got {features - 1}"),
+        Case("too many rows", t, rows(lambda r: [r] * (limit + 1)), 413, "payload_too_large",
+             f"{limit + 1} inputs in one request; at most {limit} allowed"),
+    ]  # fmt: skip
+
+
+CASES = [*mnist_cases(), *tabular_cases()]
+
+
+def check_refusal(answer: Answer, case: Case) -> None:
+    if case.empty_body:
+        assert (answer.status, answer.body) == (case.status, b""), (answer.status, answer.body[:200])
+    else:
+        assert_error(answer, case.status, case.kind, case.text)
+
+
+# --- good requests and their answers alone ---------------------------------------------------------------
+
+
+def good_requests(model: str) -> list[Req]:
+    """Seven distinct valid requests (content-type and body); path filled in by the caller."""
+    if model == "mnist":
+        return [Req("", _sample_png(f"{i}.png"), "image/png") for i in range(BATCH_SIZE - 1)]
+    samples = sorted((BUILD / "tabular" / "samples").glob("sample_*.json"))
+    rows = [json.loads(p.read_text())["inputs"][0] for p in samples]
+    return [Req("", json.dumps({"inputs": [rows[i % len(rows)]], "return_probabilities": True}).encode())
+            for i in range(BATCH_SIZE - 1)]  # fmt: skip
+
+
+def at(req: Req, path: str) -> Req:
+    return Req(path, req.body, req.content_type)
+
+
+def assert_same_answer(got: Answer, alone: Answer) -> None:
+    """A good request's answer in a batch equals its answer alone (probabilities to PROB_TOL)."""
+    assert got.status == 200, got.body[:300]
+    a, b = got.json(), alone.json()
+    probs = "probabilities"
+    assert {k: v for k, v in a.items() if k != probs} == {k: v for k, v in b.items() if k != probs}
+    np.testing.assert_allclose(np.asarray(a[probs]), np.asarray(b[probs]), rtol=0, atol=PROB_TOL)
+
+
+@dataclass
+class Setup:
+    """The batch copies, each good request's answer alone, and the worker pids seen at the start."""
+
+    pids: dict[str, list[int]]
+    alone: dict[str, list[Answer]] = field(default_factory=dict)
+
+
+def _register_copies(management: ManagementClient) -> None:
+    for model, copy in BATCH_MODEL.items():
+        management.register(f"{model}.mar", model_name=copy, batch_size=BATCH_SIZE,
+                            max_batch_delay_ms=BATCH_DELAY_MS, initial_workers=1)  # fmt: skip
+        (desc,) = management.describe(copy)
+        assert (desc["batchSize"], desc["maxBatchDelay"]) == (BATCH_SIZE, BATCH_DELAY_MS), desc
+
+
+@pytest.fixture(scope="module")
+def setup(server: LocalServer, keys: Keys, management: ManagementClient) -> Iterator[Setup]:
+    _register_copies(management)
+    try:
+        names = [*BATCH_MODEL, *BATCH_MODEL.values()]
+        state = Setup(pids={name: server.worker_pids(name) for name in names})
+        for model, copy in BATCH_MODEL.items():
+            state.alone[model] = [send_one(server.urls.inference, keys.inference, at(r, f"/predictions/{copy}"))
+                                  for r in good_requests(model)]  # fmt: skip
+        yield state
+    finally:
+        for copy in BATCH_MODEL.values():
+            management.unregister(copy)
+
+
+# --- tests ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_alone(server: LocalServer, keys: Keys, setup: Setup, case: Case) -> None:
+    answer = send_one(server.urls.inference, keys.inference, case.request(case.model))
+    check_refusal(answer, case)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_in_a_batch(server: LocalServer, keys: Keys, setup: Setup, case: Case) -> None:
+    copy = BATCH_MODEL[case.model]
+    goods = [at(r, f"/predictions/{copy}") for r in good_requests(case.model)]
+    reqs = [*goods[:BAD_AT], case.request(copy), *goods[BAD_AT:]]
+    model_log = server.log_dir / "model_log.log"
+    offset = model_log.stat().st_size
+    answers = send_together(server.urls.inference, keys.inference, reqs)
+
+    check_refusal(answers[BAD_AT], case)
+    mates = answers[:BAD_AT] + answers[BAD_AT + 1 :]
+    for got, alone in zip(mates, setup.alone[case.model], strict=True):
+        assert_same_answer(got, alone)
+    expected = {"requests": 7, "rejected": 0} if case.frontend else {"requests": 8, "rejected": 1}
+    batches = wait_for(lambda: _complete(batch_lines(model_log, offset, copy), expected["requests"]), 10)
+    assert [{k: b[k] for k in expected} for b in batches] == [expected], f"not one batch: {batches}"
+
+
+def _complete(batches: list[dict[str, int]], requests: int) -> list[dict[str, int]] | None:
+    """The batch lines once they account for `requests` requests."""
+    return batches if sum(b["requests"] for b in batches) >= requests else None
+
+
+def test_huge_declared_image_is_refused_without_a_memory_spike(server: LocalServer, keys: Keys,
+                                                                 setup: Setup) -> None:  # fmt: skip
+    """A PNG of a few hundred bytes declaring 30000x30000 pixels (900 MB as 8-bit grey): the worker's
+    resident memory and its peak (VmHWM) stay within 64 MiB of what they were."""
+    (pid,) = setup.pids["mnist"]
+    before_rss, before_peak = psutil.Process(pid).memory_info().rss, peak_rss(pid)
+    bomb = huge_png(_sample_png(), 30000, 30000)
+    answer = send_one(server.urls.inference, keys.inference, Req("/predictions/mnist", bomb, "image/png"))
+    assert_error(answer, 413, "payload_too_large", "refused before decoding")
+    after_rss, after_peak = psutil.Process(pid).memory_info().rss, peak_rss(pid)
+    print(f"\nbomb of {len(bomb)} bytes: worker {pid} RSS {before_rss >> 20} -> {after_rss >> 20} MiB, "
+          f"peak {before_peak >> 20} -> {after_peak >> 20} MiB")  # fmt: skip
+    assert after_peak - before_peak < 64 << 20
+    assert after_rss - before_rss < 64 << 20
+
+
+def test_same_workers_still_answer_correctly(server: LocalServer, keys: Keys, setup: Setup) -> None:
+    """After every case above: no worker was replaced, and the sample inputs get their expected labels."""
+    for name, pids in setup.pids.items():
+        assert server.worker_pids(name) == pids, f"{name}: workers replaced"
+    samples = BUILD / "mnist" / "samples"
+    for file, label in json.loads((samples / "expected.json").read_text()).items():
+        answer = send_one(server.urls.inference, keys.inference,
+                          Req("/predictions/mnist", (samples / file).read_bytes(), "image/png"))  # fmt: skip
+        assert (answer.status, answer.json()["predicted_label"]) == (200, label), file
+    samples = BUILD / "tabular" / "samples"
+    for file, labels in json.loads((samples / "expected.json").read_text()).items():
+        answer = send_one(
+            server.urls.inference, keys.inference, Req("/predictions/tabular", (samples / file).read_bytes())
+        )
+        assert (answer.status, answer.json()["predictions"]) == (200, labels), file
