@@ -80,7 +80,8 @@ class ModelYaml(_Strict):
     min_workers: int = Field(1, alias="minWorkers", ge=0, le=64)
     max_workers: int = Field(1, alias="maxWorkers", ge=1, le=64)
     batch_size: int = Field(1, alias="batchSize", ge=1, le=1024)
-    max_batch_delay_ms: int = Field(5, alias="maxBatchDelay", ge=0, le=60_000)
+    # TorchServe 0.12 reads maxBatchDelay 0 as its 100 ms default, so 0 is refused here.
+    max_batch_delay_ms: int = Field(5, alias="maxBatchDelay", ge=1, le=60_000)
     response_timeout_s: int = Field(120, alias="responseTimeout", ge=1, le=3600)
     startup_timeout_s: int = Field(120, alias="startupTimeout", ge=1, le=3600)
     device_type: Literal["cpu", "gpu"] = Field("cpu", alias="deviceType")

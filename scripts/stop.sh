@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# `make stop`: stop the TorchServe that `make serve` started, found by .ts_run/'s pid file only (never by name).
+# `make stop`: drain, then stop, the TorchServe that `make serve` started, found by .ts_run/'s pid file only
+# (never by name). Draining waits up to DRAIN_DEADLINE_S seconds (default 30) until no request is queued or
+# running (see toolkit/drain.py: TorchServe 0.12 cannot refuse new work while finishing old, so stop the
+# traffic first); DRAIN_DEADLINE_S=0 stops at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
   echo "no .venv: no server started by make serve"
   exit 0
 fi
-exec .venv/bin/python -m toolkit.server stop --run-dir .ts_run
+exec .venv/bin/python -m toolkit.drain --run-dir .ts_run --deadline "${DRAIN_DEADLINE_S:-30}"

@@ -29,6 +29,7 @@ from typing import Any
 
 from toolkit.auth import KeyFileError, read_keys
 from toolkit.client_errors import ServerError
+from toolkit.diagnose import register_explained
 from toolkit.management_api import ManagementApi, UnsupportedRequestError
 from toolkit.rest import ManagementClient, ServerUnreachableError
 from toolkit.server import default_key_file, default_urls
@@ -44,7 +45,10 @@ class GrpcUnavailableError(RuntimeError):
 
 
 def _register(client: ManagementApi, args: argparse.Namespace) -> Any:
-    return client.register(
+    """Register; a load failure is re-raised with the cause read from the server's worker log."""
+    return register_explained(
+        client,
+        args.log_dir,
         args.archive,
         model_name=args.name,
         batch_size=args.batch_size,
@@ -91,7 +95,8 @@ def _add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentPars
     reg.add_argument("--batch-size", type=int, help="max requests per batch")
     reg.add_argument("--max-batch-delay-ms", type=int, help="max wait to fill a batch, milliseconds")
     reg.add_argument("--workers", type=int, help="initial workers (default: server's default_workers_per_model)")
-    reg.add_argument("--response-timeout-s", type=int, help="worker response timeout, seconds")
+    reg.add_argument("--response-timeout-s", type=int, help="worker response timeout, seconds "
+                     "(TorchServe ignores it when the archive's model-config sets responseTimeout, as ours do)")
     reg.add_argument("--no-wait", action="store_true", help="return before the workers are up")
     unreg = sub.add_parser("unregister", parents=[common], help="unregister a model version")
     unreg.add_argument("name")
@@ -157,7 +162,7 @@ def _hint(exc: Exception, key_file: Path | None, command: str) -> str:
     if isinstance(exc, ServerError) and _is_key_refusal(exc) and key_file is not None:
         return f" (key from {key_file}; keys change at every server start and expire)"
     if isinstance(exc, ServerError) and command == "register" and "Failed to start workers" in exc.message:
-        return " (the model stays registered without workers: unregister it after fixing the archive)"
+        return " (TorchServe may keep the model registered without workers: check `manage list` and unregister it)"
     if isinstance(exc, ServerUnreachableError) or (isinstance(exc, ServerError) and exc.kind == "UNAVAILABLE"):
         return " (is TorchServe running? start it with `make serve`)"
     return ""
@@ -181,6 +186,7 @@ FAILURES = (ServerError, ServerUnreachableError, KeyFileError, UnsupportedReques
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     key_file = Path(args.key_file) if args.key_file else default_key_file()
+    args.log_dir = key_file.parent / "logs"  # LocalServer's run dir: key file and logs/ side by side
     try:
         with closing(connect(args, read_keys(key_file).management)) as client:
             answer = HANDLERS[args.command](client, args)

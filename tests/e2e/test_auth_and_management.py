@@ -225,7 +225,8 @@ def test_load_failure_is_500_and_leaves_the_model_registered(
     assert manage.main(["register", "broken_1.0.mar", *conn]) == 1
     err = capsys.readouterr().err
     assert err.startswith(
-        "error: HTTP 500 InternalServerException: Failed to start workers for model broken version: 1.0 ("
+        "error: HTTP 500 InternalServerException: Failed to start workers for model broken version: 1.0: "
+        "RuntimeError: this model cannot load (from "
     )
     with echo_server.management_client() as mgmt:
         (desc,) = mgmt.describe("broken")

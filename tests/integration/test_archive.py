@@ -104,7 +104,7 @@ def test_out_of_range_value_names_what_is_allowed(tmp_path):
     bad.write_text(text)
     result = archive("--config", str(bad), "--store", str(tmp_path / "store"))
     assert result.returncode == 2
-    assert "maxBatchDelay = -3: Input should be greater than or equal to 0" in result.stderr
+    assert "maxBatchDelay = -3: Input should be greater than or equal to 1" in result.stderr
 
 
 def test_preflight_stops_a_handler_that_cannot_serve_the_model(tmp_path):

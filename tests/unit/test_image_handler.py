@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import io
 import json
-import struct
-import zlib
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from tests.payloads import huge_png as declared_size_png
+from tests.payloads import truncated
 from tests.unit.conftest import digit_pixels, png_bytes
 
 TOL = 2e-6  # answers are rounded to 6 decimals; batch composition moves the last digit
@@ -25,13 +25,8 @@ def probabilities(answer) -> list[float]:
 
 
 def huge_png(width: int, height: int) -> bytes:
-    """A small valid PNG whose IHDR declares width x height (CRC fixed), as a decompression bomb would."""
-    data = bytearray(png_bytes(digit_pixels()))
-    ihdr = 8 + 8  # signature, then length + type of the IHDR chunk
-    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
-    crc = zlib.crc32(bytes(data[12 : ihdr + 13]))
-    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
-    return bytes(data)
+    """A small valid PNG whose IHDR declares width x height, as a decompression bomb would."""
+    return declared_size_png(png_bytes(digit_pixels()), width, height)
 
 
 def test_png_bytes_answer_has_label_and_probabilities(image_handler):
@@ -103,8 +98,7 @@ def test_top_k_from_config(make_image_handler):
 
 
 def truncated_png() -> bytes:
-    data = png_bytes(np.random.default_rng(1).integers(0, 255, (28, 28), dtype=np.uint8))
-    return data[: len(data) // 2]
+    return truncated(png_bytes(np.random.default_rng(1).integers(0, 255, (28, 28), dtype=np.uint8)))
 
 
 BAD_REQUESTS = [

@@ -273,7 +273,7 @@ def test_load_failure_is_exit_1_with_a_hint(stub: StubTorchServe, run_manage: Ca
     assert err.startswith(
         "error: HTTP 500 InternalServerException: Failed to start workers for model broken version: 1.0 ("
     )
-    assert "stays registered" in err
+    assert "registered without workers" in err
     assert err.count("\n") == 1
 
 

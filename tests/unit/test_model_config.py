@@ -40,7 +40,7 @@ def test_yaml_keys_map_to_unit_named_fields(tmp_path):
     (("batchSize: 8", "batchsize: 8"), "unknown key 'batchsize' = 8"),
     (("batchSize: 8", "batchSize: eight"), "batchSize = 'eight': Input should be a valid integer"),
     (("batchSize: 8", "batchSize: 0"), "batchSize = 0: Input should be greater than or equal to 1"),
-    (("maxBatchDelay: 5", "maxBatchDelay: -1"), "maxBatchDelay = -1: Input should be greater than or equal to 0"),
+    (("maxBatchDelay: 5", "maxBatchDelay: 0"), "maxBatchDelay = 0: Input should be greater than or equal to 1"),
     (("  name: image_classifier", "  name: image_classifer"),
      "handler.name = 'image_classifer': Input should be 'image_classifier' or 'tabular_classifier'"),
     (("  name: image_classifier", "  name: image_classifier\n  top_k: 2000"),
