@@ -6,4 +6,5 @@ bash scripts/install.sh
 [ -f build/models/mnist/mnist.pt ] && [ -f build/models/tabular/tabular.pt ] || .venv/bin/python scripts/build_models.py
 .venv/bin/python -m toolkit.archive
 bash scripts/require_java.sh
+bash scripts/require_wrk.sh
 exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,94 @@
+"""Smoke run of the benchmark against a real TorchServe: a tiny matrix, every phase, every output file.
+
+Timings are never asserted (they depend on the machine and on whatever else runs on it); the test checks that
+the run completes, that its files are well-formed, and that every measured request was answered with 200.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BUILD, ROOT, require_built
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+SMOKE_ARGS = [
+    "--batch-sizes", "8", "--delays", "5", "--workers", "1", "--threads", "1",
+    "--concurrency", "1", "4", "--duration", "2", "--warmup", "1", "--jvm-warmup", "1",
+    "--raw-seconds", "0.2", "--input-concurrency", "4", "--no-server-variants", "--max-other-cpu", "0",
+]
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str]:
+    """One smoke run of `python -m toolkit.bench`: (parsed JSON result, output folder, stdout)."""
+    require_built(BUILD / "mnist" / "mnist.pt", "make models")
+    require_built(BUILD / "mnist" / "heldout.npz", "make models")
+    if shutil.which("wrk") is None:
+        pytest.fail("wrk is not installed: apt-get install -y wrk (scripts/test.sh and scripts/bench.sh install it as root)")
+    out = tmp_path_factory.mktemp("bench")
+    done = subprocess.run([sys.executable, "-m", "toolkit.bench", *SMOKE_ARGS, "--out-dir", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, f"bench failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    (result_file,) = out.glob("*.json")
+    return json.loads(result_file.read_text()), out, done.stdout
+
+
+def assert_all_200(load: dict) -> None:
+    """Every request of a wrk run was answered, and answered with 200."""
+    assert load["requests"] > 0
+    assert load["statuses"] == {"200": load["requests"]}
+    assert load["errors"] == 0
+    assert set(load["socket_errors"]) == {"connect", "read", "write", "timeout", "status"}
+    assert all(v == 0 for v in load["socket_errors"].values())
+
+
+def test_output_files_exist_and_are_well_formed(bench_run: tuple[dict, Path, str]) -> None:
+    result, out, stdout = bench_run
+    stem = result["meta"]["timestamp"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{stem}.{ext}" for ext in ("json", "md", "png"))
+    assert (out / f"{stem}.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    markdown = (out / f"{stem}.md").read_text()
+    assert "| b8 d5 w1 t1 | json | 1 |" in markdown and "| b8 d5 w1 t1 | npy | 4 |" in markdown
+    assert f"{stem}.png" in markdown
+    assert f"wrote json: {out / stem}.json" in stdout
+
+
+def test_matrix_cells_answered_200(bench_run: tuple[dict, Path, str]) -> None:
+    result, _, _ = bench_run
+    cells = result["cells"]
+    assert [(c["label"], c["input"], c["concurrency"]) for c in cells] == [
+        ("b8 d5 w1 t1", "json", 1), ("b8 d5 w1 t1", "json", 4)]
+    for cell in cells:
+        assert_all_200(cell["load"])
+        assert set(cell["load"]["latency_ms"]) >= {"p50", "p95", "p99", "mean", "max"}
+        assert cell["server"]["requests"] > 0  # the server's own counters saw the run
+        assert {"mean_queue_ms", "mean_after_queue_ms", "frontend_pct", "workers_pct"} <= set(cell["server"])
+
+
+def test_every_input_path_answered_200(bench_run: tuple[dict, Path, str]) -> None:
+    result, _, _ = bench_run
+    assert sorted(c["input"] for c in result["inputs"]) == ["json", "npy", "png"]
+    for cell in result["inputs"]:
+        assert_all_200(cell["load"])
+
+
+def test_ceiling_raw_cold_start_and_targets(bench_run: tuple[dict, Path, str]) -> None:
+    result, _, _ = bench_run
+    assert_all_200(result["loadgen_ceiling"])
+    assert result["loadgen_ceiling"]["client_cpu_s"] >= 0
+    forward = {(r["forward"], r["threads"], r["batch_size"]) for r in result["raw"]["forward"]}
+    assert ("as_served", 1, 8) in forward and ("optimized", 1, 8) in forward
+    assert {r["input"] for r in result["raw"]["handler"]} == {"json", "png", "npy"}
+    assert result["cold_start"]["first_prediction_s"] > 0
+    for cell in result["shipped"]:
+        assert_all_200(cell["load"])
+    assert result["recommendation"]["variant"] == {"batch_size": 8, "delay_ms": 5, "workers": 1, "threads": 1}
+    goals = {t["goal"].split(" (")[0].split(":")[0] for t in result["targets"]}
+    assert {"p50 at c1", "cold start", "npy / JSON req/s at c32", "png / JSON req/s at c32"} <= goals

@@ -1,0 +1,172 @@
+"""`python -m toolkit.bench`: find the throughput/latency limit of a served model and the settings that reach it.
+
+    python -m toolkit.bench                 # full matrix (~12-15 min on 2 cores), starts its own TorchServe
+    python -m toolkit.bench --quick         # reduced matrix (~2 min)
+    python -m toolkit.bench --url http://127.0.0.1:8080 --key-file .ts_run/key_file.json   # a running server
+
+Writes `<out-dir>/<timestamp>.json`, `.md` and `.png` (throughput vs p99 per configuration). Load comes from
+wrk (closed loop, fixed concurrency; `apt-get install -y wrk`). Axes can be narrowed one by one
+(`--batch-sizes 8 --delays 5 --workers 1 --threads 1 --concurrency 1 4 --duration 2`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import os
+import shlex
+import shutil
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import ts
+
+from toolkit.bench import report, serverstats
+from toolkit.bench.analysis import best_raw, recommend, targets
+from toolkit.bench.loadgen import LoadGenError, find_wrk
+from toolkit.bench.matrix import ROOT, QuietPolicy, Spec
+from toolkit.bench.run import run_local, run_remote
+from toolkit.bench.servers import Remote, remote_target
+from toolkit.server import Urls, default_key_file, default_urls
+
+FULL = {"batch_sizes": [1, 8, 32], "delays": [1, 5, 10], "workers": [1, 2], "threads": [1, 2],
+        "concurrency": [1, 8, 32, 64], "duration": 3.0, "warmup": 1.0}
+QUICK = {"batch_sizes": [1, 32], "delays": [1], "workers": [1, 2], "threads": [1],
+         "concurrency": [1, 32], "duration": 2.0, "warmup": 1.0}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m toolkit.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mnist",
+                        help="model name: config/models/<model>.yaml, build/models/<model>/")
+    parser.add_argument("--config", type=Path, default=ROOT / "config" / "config.properties",
+                        help="TorchServe config the bench's own server starts from")
+    parser.add_argument("--quick", action="store_true", help=f"reduced matrix {QUICK}")
+    for name in ("batch-sizes", "delays", "workers", "threads", "concurrency"):
+        full = FULL[name.replace("-", "_")]
+        parser.add_argument(f"--{name}", type=int, nargs="+", help=f"override the axis (full: {full})")
+    parser.add_argument("--duration", type=float, help="seconds per measured cell (full: 3)")
+    parser.add_argument("--warmup", type=float, help="seconds of unrecorded load per registered variant (full: 1)")
+    parser.add_argument("--jvm-warmup", type=float, default=60.0, help="seconds of load on a fresh frontend "
+                        "before measuring (its JIT compiler burns a core meanwhile)")
+    parser.add_argument("--input-concurrency", type=int, nargs="+", default=[1, 32],
+                        help="concurrencies of the input-path and config-variant phases")
+    parser.add_argument("--raw-seconds", type=float, default=1.0, help="seconds per raw measurement; 0 skips it")
+    parser.add_argument("--no-shipped", action="store_true", help="skip measuring the model as its YAML ships it")
+    parser.add_argument("--server-variants", action=argparse.BooleanOptionalAction, default=False,
+                        help="also compare config.properties variants (logging, netty threads, system metrics), each "
+                        "on a fresh server (+~6 min; a fresh JVM stays slower for minutes, so compare with care)")
+    parser.add_argument("--max-other-cpu", type=float, default=30.0,
+                        help="%% of a core other processes may use during a cell before it is re-run; 0 = never "
+                        "wait or re-run (cells still record others' CPU)")
+    parser.add_argument("--retries", type=int, default=1, help="re-runs of a cell measured while others were busy")
+    parser.add_argument("--quiet-budget", type=float, default=300.0,
+                        help="seconds the whole run may spend waiting for quiet and re-running noisy cells")
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--publish-plot", type=Path, help="also copy the plot here (bench/plot.png)")
+    remote = parser.add_argument_group("a running server instead of the bench's own")
+    remote.add_argument("--url", help="inference base URL, e.g. http://127.0.0.1:8080")
+    remote.add_argument("--management-url", help="default: config/config.properties' management address")
+    remote.add_argument("--metrics-url", help="default: config/config.properties' metrics address")
+    remote.add_argument("--key-file", type=Path, help=f"its key_file.json (default: {default_key_file()})")
+    remote.add_argument("--model-store", type=Path, default=ROOT / "model_store",
+                        help="that server's model store (variant archives are written there, then removed)")
+    return parser
+
+
+def make_spec(args: argparse.Namespace) -> Spec:
+    base = QUICK if args.quick else FULL
+
+    def axis(name: str) -> tuple:
+        value = getattr(args, name)
+        return tuple(value if value is not None else base[name])
+
+    quiet = None
+    if args.max_other_cpu > 0:
+        quiet = QuietPolicy(args.max_other_cpu, args.retries, budget_s=args.quiet_budget)
+    return Spec(axis("batch_sizes"), axis("delays"), axis("workers"), axis("threads"), axis("concurrency"),
+                args.duration or base["duration"], args.warmup or base["warmup"], quiet)
+
+
+def context(args: argparse.Namespace) -> dict:
+    """Everything the run phases need, checked: artifacts present, wrk installed."""
+    find_wrk()
+    build = ROOT / "build" / "models" / args.model
+    ctx = {"base": args.model, "model_yaml": ROOT / "config" / "models" / f"{args.model}.yaml",
+           "model_file": build / f"{args.model}.pt", "heldout": build / "heldout.npz", "config": args.config,
+           "spec": make_spec(args), "input_concurrencies": tuple(args.input_concurrency),
+           "raw_seconds": args.raw_seconds, "shipped": not args.no_shipped, "jvm_warmup_s": args.jvm_warmup,
+           "server_variants": args.server_variants}
+    for key in ("model_yaml", "model_file", "heldout"):
+        if not ctx[key].is_file():
+            raise FileNotFoundError(f"{ctx[key]} is missing (run `make models` first)")
+    if args.url:
+        urls = default_urls()
+        ctx["remote_target"] = remote_target(Remote(
+            Urls(args.url, args.management_url or urls.management, args.metrics_url or urls.metrics, "", ""),
+            args.key_file or default_key_file()))
+        ctx["remote_store"] = args.model_store
+    return ctx
+
+
+def meta(args: argparse.Namespace, argv: Sequence[str], spec: Spec, stamp: str) -> dict:
+    return {"timestamp": stamp, "command": shlex.join(["python", "-m", "toolkit.bench", *argv]),
+            "cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
+            "load_before": [round(x, 2) for x in serverstats.load_average()], "spec": dataclasses.asdict(spec),
+            "mode": "remote" if args.url else "local", "config": str(args.config),
+            "versions": {"torch": torch.__version__, "torchserve": ts.__version__, "python": sys.version.split()[0]},
+            "server_config_text": None if args.url else args.config.read_text(encoding="utf-8")}
+
+
+def run_phases(args: argparse.Namespace, ctx: dict, result: dict) -> bool:
+    """Run the bench into `result`; on a failure keep what was measured, record the error, return True."""
+    try:
+        (run_remote if args.url else run_local)(result, ctx, lambda line: print(line, flush=True))
+    except Exception:  # noqa: BLE001 - any failure: the partial result is still written, with the traceback
+        result["error"] = traceback.format_exc()
+        print(f"error: the run stopped early; partial results are written\n{result['error']}", file=sys.stderr)
+        if result.get("cells") and "targets" not in result:
+            result.setdefault("recommendation", recommend(result["cells"], best_raw(result)))
+            result["targets"] = targets(result)
+        return True
+    return False
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM -> SystemExit, so the server the bench started is stopped and its temp dir removed."""
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    args = build_parser().parse_args(argv)
+    try:
+        ctx = context(args)
+    except (LoadGenError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    result = {"meta": meta(args, argv, ctx["spec"], stamp)}
+    begin = time.monotonic()
+    failed = run_phases(args, ctx, result)
+    result["meta"].update(load_after=[round(x, 2) for x in serverstats.load_average()],
+                          wall_s=round(time.monotonic() - begin, 1), spec=dataclasses.asdict(ctx["spec"]))
+    paths = report.write_all(result, args.out_dir, stamp)
+    if args.publish_plot:
+        shutil.copy2(paths["plot"], args.publish_plot)
+    for target in result.get("targets", []):
+        print(f"{'ok ' if target['met'] else 'NO '} {target['goal']}: {target['measured']} (target {target['target']})")
+    print("\n".join(f"wrote {kind}: {path}" for kind, path in paths.items()))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""The physical limit, measured without any server: the model's batched forward, and the whole handler offline.
+
+    python -m toolkit.bench.raw --model-file build/models/mnist/mnist.pt --mar model_store/mnist.mar \
+        --heldout build/models/mnist/heldout.npz --batch-sizes 1 8 32 --threads 1 2 --seconds 1
+
+prints one JSON object:
+- `forward`: images/s of `backend(batch)` (the exact call the handler makes: TorchScript under inference_mode)
+  per (threads, batch size), median of 3 timed runs on a random (B, 1, 28, 28) batch (`"forward": "as_served"`),
+  and of the same
+  module frozen and optimized for inference (`"optimized"`, the headroom a backend change would give);
+- `handler`: requests/s of the archive's handler `handle()` over batches of B identical requests of each input
+  kind, through TorchServe's own Context (toolkit.offline), JSON bodies parsed the way the worker does.
+Run it as its own process (the bench does): it sets torch's process-wide thread pools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from handlers.backends import load_backend
+from handlers.worker import apply_threads
+from toolkit.bench.payloads import INPUT_KINDS, encode, first_digit
+from toolkit.mar import read_manifest, read_model_config, safe_extract
+from toolkit.offline import load_entry_class, make_context, run_batch
+
+REPEATS = 3  # forward figures are the median of this many timed runs
+
+
+def rate(call: Callable[[], object], seconds: float, warmup: int = 10) -> tuple[int, float]:
+    """Call `call` `warmup` times, then repeatedly for at least `seconds`; (calls, elapsed seconds)."""
+    for _ in range(warmup):
+        call()
+    calls, start = 0, time.perf_counter()
+    while True:
+        call()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return calls, elapsed
+
+
+def optimized(backend) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The backend's TorchScript module frozen and passed through `torch.jit.optimize_for_inference` (what the
+    handler could serve instead; measured to show the headroom, not used by the served model)."""
+    module = torch.jit.optimize_for_inference(torch.jit.freeze(backend.module))
+
+    def call(batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return module(batch).float()
+
+    return call
+
+
+def forward_throughput(model_file: Path, batch_sizes: Sequence[int], threads: int, seconds: float) -> list[dict]:
+    """Images/s and ms per batch of the bare forward at each batch size, with `threads` intra-op threads:
+    `as_served` (the handler's backend call) and, for TorchScript, `optimized` (frozen + optimize_for_inference)."""
+    torch.set_num_threads(threads)
+    backend = load_backend(model_file, torch.device("cpu"), threads)
+    calls_by_kind = {"as_served": backend}
+    if hasattr(backend, "module"):
+        calls_by_kind["optimized"] = optimized(backend)
+    rows = []
+    for kind, forward in calls_by_kind.items():
+        for batch_size in batch_sizes:
+            batch = torch.randn(batch_size, 1, 28, 28)
+            runs = sorted(rate(lambda b=batch, f=forward: f(b), seconds) for _ in range(REPEATS))
+            per_s = sorted(calls * batch_size / elapsed for calls, elapsed in runs)
+            calls, elapsed = runs[0]
+            rows.append({"forward": kind, "threads": threads, "batch_size": batch_size,
+                         "images_per_s": round(per_s[len(per_s) // 2], 1),  # median of REPEATS runs
+                         "images_per_s_runs": [round(v, 1) for v in per_s],
+                         "ms_per_batch": round(1e3 * batch_size / per_s[len(per_s) // 2], 4)})
+    return rows
+
+
+def load_handler(mar: Path, into: Path, threads: int):
+    """The archive's handler, initialised offline from `mar` extracted into `into`, with `threads` threads."""
+    safe_extract(mar, into)
+    manifest = read_manifest(mar)
+    config = read_model_config(mar)
+    config.setdefault("handler", {})["threads"] = threads
+    context = make_context(into, manifest, config, batch_size=int(config.get("batchSize", 1)))
+    handler = load_entry_class(into / Path(manifest["model"]["handler"]).name)()
+    handler.initialize(context)
+    return handler, context
+
+
+def worker_body(kind: str, body: bytes) -> object:
+    """A request body as TorchServe's worker hands it to `handle()`: JSON parsed, anything else bytes."""
+    return json.loads(body) if kind == "json" else body
+
+
+def one_batch(handler, context, kind: str, body: bytes, size: int) -> None:
+    """`size` identical requests through `handle()` as one batch; RuntimeError unless the first got 200."""
+    answers = run_batch(handler, context, [worker_body(kind, body) for _ in range(size)])
+    if answers[0].status != 200:
+        raise RuntimeError(f"handler answered {answers[0].status}: {answers[0].body[:200]!r}")
+
+
+def handler_throughput(mar: Path, heldout: Path, batch_sizes: Sequence[int], threads: int,
+                       seconds: float) -> list[dict]:
+    """Requests/s of the handler over batches of identical requests of each input kind (offline)."""
+    image = first_digit(heldout)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-handler-") as tmp:
+        handler, context = load_handler(mar, Path(tmp), threads)
+        for kind in INPUT_KINDS:
+            body = encode(kind, image)
+            for batch_size in batch_sizes:
+                calls, elapsed = rate(lambda n=batch_size, k=kind, b=body: one_batch(handler, context, k, b, n),
+                                      seconds, warmup=3)
+                rows.append({"threads": threads, "input": kind, "batch_size": batch_size,
+                             "requests_per_s": round(calls * batch_size / elapsed, 1),
+                             "us_per_request": round(1e6 * elapsed / (calls * batch_size), 1)})
+    return rows
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Forward rows for every thread count, then handler rows (when a .mar is given)."""
+    apply_threads(max(args.threads))  # inter-op pool fixed to 1 before any parallel work, as in a worker
+    forward = [row for t in args.threads for row in forward_throughput(args.model_file, args.batch_sizes, t,
+                                                                       args.seconds)]
+    handler: list[dict] = []
+    if args.mar:
+        handler = [row for t in args.threads for row in handler_throughput(args.mar, args.heldout,
+                                                                           args.batch_sizes, t, args.seconds)]
+    return {"forward": forward, "handler": handler, "torch": torch.__version__,
+            "torch_parallel_info": torch.__config__.parallel_info().splitlines()[:6]}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m toolkit.bench.raw", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-file", type=Path, required=True, help="TorchScript .pt")
+    parser.add_argument("--mar", type=Path, help="archive whose handler to time offline (optional)")
+    parser.add_argument("--heldout", type=Path, help="heldout.npz with x (N, 28, 28) uint8 (needed with --mar)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--seconds", type=float, default=1.0, help="timed seconds per measurement")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.mar and not args.heldout:
+        print("error: --mar needs --heldout", file=sys.stderr)
+        return 2
+    print(json.dumps(measure(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

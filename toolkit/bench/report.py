@@ -1,0 +1,182 @@
+"""Results of one bench run -> the JSON file, a markdown report and a PNG plot (throughput vs p99).
+
+The JSON layout (`bench/results/<timestamp>.json`):
+    meta            when, how (argv, spec), machine (cores, load averages before/after), versions, server config
+    raw             {"forward": [...], "handler": [...]} from toolkit.bench.raw
+    loadgen_ceiling wrk against GET /ping (the trivial endpoint) with wrk's own CPU use
+    cold_start      seconds from `torchserve --start` to the first 200 prediction (when the bench started it)
+    cells           one row per (variant, concurrency), JSON input: wrk figures + server counters/CPU
+    inputs          the recommended variant per input kind (json, png, npy) and concurrency
+    server_variants the recommended variant under alternative config.properties settings
+    recommendation  the chosen variant and why; targets: measured vs target per goal of the issue
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from toolkit.bench.analysis import best_raw
+
+CELL_HEADER = ("| config | input | conc | req/s | p50 ms | p95 ms | p99 ms | errors | queue ms | after-queue ms "
+               "| frontend CPU % | worker CPU % | wrk CPU % | others CPU % |")
+
+
+def write_json(result: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    return path
+
+
+def _fmt(value: object, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def cell_row(cell: dict) -> str:
+    """One markdown table row of a load cell."""
+    load, server = cell["load"], cell["server"]
+    lat = load["latency_ms"]
+    label = cell.get("label", cell.get("model")) + (" (noisy)" if cell.get("noisy") else "")
+    values = [label, cell["input"], cell["concurrency"], load["throughput_rps"],
+              lat["p50"], lat["p95"], lat["p99"], load["errors"], server.get("mean_queue_ms"),
+              server.get("mean_after_queue_ms"), server.get("frontend_pct"), server.get("workers_pct"),
+              load["client_cpu_pct"], server.get("other_pct")]
+    return "| " + " | ".join(_fmt(v) for v in values) + " |"
+
+
+def cell_table(cells: list[dict]) -> list[str]:
+    return [CELL_HEADER, _separator(CELL_HEADER), *(cell_row(c) for c in cells)]
+
+
+def _separator(header: str) -> str:
+    return "|" + "---|" * (header.count("|") - 1)
+
+
+def raw_table(raw: dict) -> list[str]:
+    """Markdown of the bare forward and the offline handler throughput."""
+    lines = ["| forward | threads | batch | images/s | ms/batch |", "|---|---|---|---|---|"]
+    lines += [f"| {r.get('forward', 'as_served')} | {r['threads']} | {r['batch_size']} | {r['images_per_s']:.0f} "
+              f"| {r['ms_per_batch']:.2f} |" for r in raw.get("forward", [])]
+    if raw.get("handler"):
+        lines += ["", "| threads | input | batch | requests/s | µs/request |", "|---|---|---|---|---|"]
+        lines += [f"| {r['threads']} | {r['input']} | {r['batch_size']} | {r['requests_per_s']:.0f} "
+                  f"| {r['us_per_request']:.0f} |" for r in raw["handler"]]
+    return lines
+
+
+def targets_table(targets: list[dict]) -> list[str]:
+    lines = ["| goal | measured | target | met |", "|---|---|---|---|"]
+    lines += [f"| {t['goal']} | {t['measured']} | {t['target']} | {'yes' if t['met'] else 'NO'} |" for t in targets]
+    return lines
+
+
+def ceiling_lines(result: dict) -> list[str]:
+    ping = result.get("loadgen_ceiling")
+    if not ping:
+        return []
+    return [f"wrk against GET /ping, {ping['concurrency']} connections: {ping['throughput_rps']:.0f} req/s, "
+            f"p99 {ping['latency_ms']['p99']:.1f} ms, wrk CPU {ping['client_cpu_pct']:.0f} % of one core "
+            f"(server CPU: frontend {result.get('loadgen_ceiling_server', {}).get('frontend_pct', '-')} %)."]
+
+
+def noise_line(result: dict) -> str:
+    """How many measured cells other processes disturbed (their CPU use during the cell above the limit)."""
+    cells = [c for key in ("shipped", "cells", "inputs", "server_variants") for c in result.get(key, [])]
+    noisy = sum(bool(c.get("noisy")) for c in cells)
+    quiet = result["meta"].get("spec", {}).get("quiet")
+    if not quiet:
+        return f"Others' CPU is recorded per cell (column 'others CPU %'); no quiet limit was set ({len(cells)} cells)."
+    return (f"Cells measured while other processes used more than {quiet['max_other_pct']:g} % of a core: {noisy} of "
+            f"{len(cells)} (marked noisy, after up to {quiet['retries']} re-run(s); {quiet['spent_s']:.0f} s of "
+            f"{quiet['budget_s']:g} s spent waiting for quiet).")
+
+
+def markdown(result: dict, plot_name: str | None) -> str:
+    """The whole report as markdown."""
+    meta = result["meta"]
+    cold = _fmt(result.get("cold_start", {}).get("first_prediction_s"), 2)
+    out = [f"# Bench {meta['timestamp']}", "", f"Command: `{meta['command']}`  ",
+           f"Machine: {meta['cpus']} cores; load average before {meta['load_before']}, "
+           f"after {meta.get('load_after')}  ",
+           f"Cold start (torchserve --start -> first 200 prediction): {cold} s  ",
+           noise_line(result),
+           "", "## Load generator ceiling", "", *ceiling_lines(result),
+           "", "## Raw model (no server)", "", *raw_table(result.get("raw", {}))]
+    if result.get("targets"):
+        out += ["", "## Targets", "", *targets_table(result["targets"])]
+    if result.get("recommendation"):
+        out += ["", "## Recommendation", "", "```", json.dumps(result["recommendation"], indent=1), "```"]
+    if result.get("inputs"):
+        out += ["", "## Input paths (recommended config)", "", *cell_table(result["inputs"])]
+    if result.get("server_variants"):
+        out += ["", "## config.properties variants (recommended model config)", "",
+                *cell_table(result["server_variants"])]
+    if result.get("shipped"):
+        out += ["", "## The model as config/models YAML ships it", "", *cell_table(result["shipped"])]
+    out += ["", "## Matrix (JSON body)", "", *cell_table(result.get("cells", []))]
+    if plot_name:
+        out += ["", f"![throughput vs p99]({plot_name})"]
+    return "\n".join(out) + "\n"
+
+
+def _series(cells: list[dict]) -> dict[tuple, dict[str, list[dict]]]:
+    """(workers, threads) -> label -> cells ordered by concurrency."""
+    groups: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for cell in sorted(cells, key=lambda c: c["concurrency"]):
+        groups[(cell["workers"], cell["threads"])][cell["label"]].append(cell)
+    return groups
+
+
+def _panel(ax, title: str, series: dict[str, list[dict]], limit: float | None) -> None:
+    """One panel: a line per configuration through its concurrencies (x: req/s, y: p99 ms, log)."""
+    for label, cells in series.items():
+        xs = [c["load"]["throughput_rps"] for c in cells]
+        ys = [max(c["load"]["latency_ms"]["p99"], 0.1) for c in cells]
+        ax.plot(xs, ys, marker="o", label=label)
+        for x, y, c in zip(xs, ys, cells, strict=True):
+            ax.annotate(str(c["concurrency"]), (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+    if limit:
+        ax.axvline(limit, color="k", linestyle="--", linewidth=0.8, label=f"raw forward {limit:.0f} img/s")
+        ax.axvline(0.6 * limit, color="grey", linestyle=":", linewidth=0.8, label="60 % of raw")
+    ax.axhline(100, color="r", linestyle=":", linewidth=0.8, label="p99 100 ms")
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("throughput (requests/s)")
+    ax.set_ylabel("p99 (ms); point labels = concurrency")
+    ax.legend(fontsize=6)
+
+
+def plot(result: dict, path: Path) -> Path:
+    """Throughput (x) vs p99 (y, log) per configuration, one panel per (workers, threads); points = concurrency."""
+    groups = sorted(_series(result.get("cells", [])).items())
+    cols = min(2, max(1, len(groups)))
+    rows = max(1, -(-len(groups) // cols))
+    fig = Figure(figsize=(6.5 * cols, 4.8 * rows))  # no pyplot: no global backend or figure state
+    axes = fig.subplots(rows, cols, squeeze=False)
+    limit = best_raw(result)
+    for index, ((workers, threads), series) in enumerate(groups):
+        ax = axes[index // cols][index % cols]
+        _panel(ax, f"{workers} worker(s) x {threads} torch thread(s)",
+               {label.split(" w")[0]: cells for label, cells in series.items()}, limit)
+    for index in range(len(groups), rows * cols):
+        axes[index // cols][index % cols].set_visible(False)
+    fig.suptitle(f"mnist, JSON body, closed loop (wrk) — {result['meta']['timestamp']}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def write_all(result: dict, out_dir: Path, stem: str) -> dict[str, Path]:
+    """Write `<stem>.json`, `<stem>.md` and `<stem>.png` under `out_dir`; their paths."""
+    png = plot(result, out_dir / f"{stem}.png")
+    md = out_dir / f"{stem}.md"
+    md.write_text(markdown(result, png.name), encoding="utf-8")
+    return {"json": write_json(result, out_dir / f"{stem}.json"), "markdown": md, "plot": png}

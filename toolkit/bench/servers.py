@@ -1,0 +1,134 @@
+"""Servers for the bench: a LocalServer started with a timed cold start, a running one found by URL, and the
+config.properties variants (logging, netty threads, system metrics) the bench compares.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import requests
+
+from toolkit.auth import KeyFileError, read_keys
+from toolkit.bench.matrix import Target
+from toolkit.bench.payloads import Payload
+from toolkit.server import LocalServer, ServerStartError, Urls, rewrite_properties
+
+# A log4j2 configuration that keeps warnings and errors only: no access log line per request, no DEBUG lines
+# per request/batch in ts_log (TorchServe 0.12's default config logs org.pytorch.serve at DEBUG, and every
+# ts_log line twice: once by that logger, once by the root logger it also reaches), no model_log line per batch.
+QUIET_LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
+<Configuration>
+  <Appenders>
+    <RollingFile name="ts_log" fileName="${env:LOG_LOCATION:-logs}/ts_log.log"
+                 filePattern="${env:LOG_LOCATION:-logs}/ts_log.%d{dd-MMM}.log.gz">
+      <PatternLayout pattern="%d{ISO8601} [%-5p] %t %c - %m%n"/>
+      <Policies><SizeBasedTriggeringPolicy size="100 MB"/><TimeBasedTriggeringPolicy/></Policies>
+      <DefaultRolloverStrategy max="5"/>
+    </RollingFile>
+    <RollingFile name="model_log" fileName="${env:LOG_LOCATION:-logs}/model_log.log"
+                 filePattern="${env:LOG_LOCATION:-logs}/model_log.%d{dd-MMM}.log.gz">
+      <PatternLayout pattern="%d{ISO8601} [%-5p] %t %c - %m%n"/>
+      <Policies><SizeBasedTriggeringPolicy size="100 MB"/><TimeBasedTriggeringPolicy/></Policies>
+      <DefaultRolloverStrategy max="5"/>
+    </RollingFile>
+  </Appenders>
+  <Loggers>
+    <Logger name="ACCESS_LOG" level="off"/>
+    <Logger name="io.netty" level="error"/>
+    <Logger name="org.apache" level="off"/>
+    <Logger name="MODEL_LOG" level="warn" additivity="false"><AppenderRef ref="model_log"/></Logger>
+    <Logger name="MODEL_METRICS" level="off"/>
+    <Logger name="TS_METRICS" level="off"/>
+    <Logger name="org.pytorch.serve" level="warn" additivity="false"><AppenderRef ref="ts_log"/></Logger>
+    <Root level="warn"><AppenderRef ref="ts_log"/></Root>
+  </Loggers>
+</Configuration>
+"""
+
+
+def server_variants(work: Path) -> dict[str, dict[str, str]]:
+    """Name -> config.properties overrides compared by the bench (the quiet log4j2 file is written to `work`)."""
+    log_config = work / "log4j2-quiet.xml"
+    log_config.write_text(QUIET_LOG4J2, encoding="utf-8")
+    quiet = {"vmargs": f"-Dlog4j.configurationFile=file://{log_config}"}
+    return {
+        "as_is": {},
+        "async_logging": {"async_logging": "true"},
+        "quiet_logs": quiet,
+        "quiet_logs+netty1": {**quiet, "number_of_netty_threads": "1", "netty_client_threads": "1"},
+        "quiet_logs+no_sysmetrics": {**quiet, "disable_system_metrics": "true"},
+    }
+
+
+def variant_config(template: Path, overrides: dict[str, str], into: Path) -> Path:
+    """A copy of `template` with `overrides` applied, written to `into`."""
+    into.write_text(rewrite_properties(template.read_text(encoding="utf-8"), overrides), encoding="utf-8")
+    return into
+
+
+def target_of(server: LocalServer) -> Target:
+    """The bench Target of a started LocalServer."""
+    urls, keys = server.urls, server.keys
+    return Target(urls.inference, urls.management, urls.metrics, keys.inference, keys.management,
+                  server.frontend_pid)
+
+
+def _predict_once(server: LocalServer, model: str, payload: Payload) -> int | None:
+    """HTTP status of one prediction, None while the server cannot answer yet (no key file, no listener)."""
+    try:
+        keys, urls = server.keys, server.urls
+        resp = requests.post(f"{urls.inference}/predictions/{model}", data=payload.path.read_bytes(), timeout=10,
+                             headers={"Authorization": f"Bearer {keys.inference}",
+                                      "Content-Type": payload.content_type})
+    except (KeyFileError, requests.ConnectionError):
+        return None
+    return resp.status_code
+
+
+def start_timed(server: LocalServer, model: str, payload: Payload, timeout_s: float = 180.0) -> dict:
+    """Start `server` and time it: launcher return, and the first 200 prediction of `model` (seconds).
+
+    Raises ServerStartError (with the log tail) when the frontend dies or nothing answers in `timeout_s`.
+    """
+    begin = time.monotonic()
+    server.start()
+    launched = time.monotonic() - begin
+    while (status := _predict_once(server, model, payload)) != 200:
+        if not server.is_running():
+            raise ServerStartError(f"TorchServe exited during start-up\n{server.log_tail()}")
+        if time.monotonic() - begin > timeout_s:
+            raise ServerStartError(f"no 200 prediction within {timeout_s:g} s (last: {status})\n{server.log_tail()}")
+        time.sleep(0.05)
+    first = time.monotonic() - begin
+    server.wait_healthy(timeout_s)
+    return {"launcher_s": round(launched, 2), "first_prediction_s": round(first, 2)}
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A server the bench did not start: its URLs and key file."""
+
+    urls: Urls
+    key_file: Path
+
+
+def listener_pid(port: int) -> int | None:
+    """The pid listening on 127.0.0.1:`port` (the TorchServe frontend), None when it cannot be seen."""
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return conn.pid
+    except psutil.Error:
+        return None
+    return None
+
+
+def remote_target(remote: Remote) -> Target:
+    """Target of a running server: keys from its key file, frontend pid from its inference port."""
+    keys = read_keys(remote.key_file)
+    port = int(remote.urls.inference.rstrip("/").rsplit(":", 1)[1])
+    return Target(remote.urls.inference, remote.urls.management, remote.urls.metrics, keys.inference,
+                  keys.management, listener_pid(port))

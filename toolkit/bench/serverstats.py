@@ -1,0 +1,156 @@
+"""What the server itself says during a load run: its Prometheus counters and the CPU its processes used.
+
+TorchServe 0.12 with `metrics_mode=prometheus` serves on the metrics listener (`/metrics`, no token):
+- counters per model and version: `ts_inference_requests_total`, `ts_inference_latency_microseconds`
+  (frontend: request received -> response written, summed over requests) and `ts_queue_latency_microseconds`
+  (request received -> handed to a worker's batch, summed);
+- gauges holding the last value only: `QueueTime` / `WorkerThreadTime` (ms, frontend) and the backend's
+  `PredictionTime` (ms, one batch through `handle()`) and `HandlerTime`.
+Deltas of the counters between two scrapes give per-request means over exactly one load run.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import psutil
+import requests
+
+SAMPLE = re.compile(r"^(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)")
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+COUNTERS = ("ts_inference_requests_total", "ts_inference_latency_microseconds", "ts_queue_latency_microseconds")
+GAUGES = ("QueueTime", "WorkerThreadTime", "PredictionTime", "HandlerTime")
+
+
+def parse_prometheus(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """Prometheus text exposition -> (metric name, labels, value) per sample line; comments skipped."""
+    samples = []
+    for line in text.splitlines():
+        match = SAMPLE.match(line)
+        if not match or line.startswith("#"):
+            continue
+        try:
+            value = float(match["value"])
+        except ValueError:
+            continue
+        samples.append((match["name"], dict(LABEL.findall(match["labels"] or "")), value))
+    return samples
+
+
+def scrape(metrics_url: str, timeout_s: float = 10.0) -> list[tuple[str, dict[str, str], float]]:
+    """The samples of `<metrics_url>/metrics` (TorchServe asks no token there)."""
+    resp = requests.get(f"{metrics_url.rstrip('/')}/metrics", timeout=timeout_s)
+    resp.raise_for_status()
+    return parse_prometheus(resp.text)
+
+
+def model_counters(samples: list[tuple[str, dict[str, str], float]], model: str) -> dict[str, float]:
+    """The three frontend counters of `model` (all versions summed)."""
+    out = dict.fromkeys(COUNTERS, 0.0)
+    for name, labels, value in samples:
+        if name in out and labels.get("model_name") == model:
+            out[name] += value
+    return out
+
+
+def model_gauges(samples: list[tuple[str, dict[str, str], float]], model: str) -> dict[str, float]:
+    """Last values of the gauges: backend ones for `model`, frontend ones (no model label) as they are."""
+    out: dict[str, float] = {}
+    for name, labels, value in samples:
+        if name in GAUGES and labels.get("ModelName", model) == model:
+            out[name] = value
+    return out
+
+
+def counter_means(before: dict[str, float], after: dict[str, float]) -> dict[str, float | int]:
+    """Per-request means over the interval between two `model_counters` snapshots (ms)."""
+    count = after["ts_inference_requests_total"] - before["ts_inference_requests_total"]
+    if count <= 0:
+        return {"requests": 0}
+    total = after["ts_inference_latency_microseconds"] - before["ts_inference_latency_microseconds"]
+    queue = after["ts_queue_latency_microseconds"] - before["ts_queue_latency_microseconds"]
+    return {
+        "requests": int(count),
+        "mean_server_ms": round(total / count / 1e3, 3),
+        "mean_queue_ms": round(queue / count / 1e3, 3),
+        "mean_after_queue_ms": round((total - queue) / count / 1e3, 3),
+    }
+
+
+@dataclass
+class CpuSnapshot:
+    """CPU seconds (user+sys) of the frontend, of its worker processes and of the whole machine at one instant."""
+
+    at: float
+    frontend_s: float
+    workers_s: float
+    machine_s: float
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds all cores spent outside idle/iowait since boot."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def _cpu_s(proc: psutil.Process) -> float:
+    try:
+        times = proc.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
+def cpu_snapshot(frontend_pid: int | None) -> CpuSnapshot:
+    """CPU used so far by the frontend JVM and by all its descendants (the Python workers)."""
+    if frontend_pid is None:
+        return CpuSnapshot(time.monotonic(), 0.0, 0.0, _machine_busy_s())
+    try:
+        frontend = psutil.Process(frontend_pid)
+        children = frontend.children(recursive=True)
+    except psutil.Error:
+        return CpuSnapshot(time.monotonic(), 0.0, 0.0, _machine_busy_s())
+    return CpuSnapshot(time.monotonic(), _cpu_s(frontend), sum(_cpu_s(c) for c in children), _machine_busy_s())
+
+
+def cpu_percent(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
+    """Average CPU use between two snapshots, in % of one core (200 = both cores of this machine).
+
+    Worker processes that exited or started in between make the worker figure approximate; the bench
+    keeps the set of workers fixed during a run.
+    """
+    wall = after.at - before.at
+    if wall <= 0:
+        return {"frontend_pct": 0.0, "workers_pct": 0.0, "machine_pct": 0.0}
+    return {
+        "frontend_pct": round(100 * (after.frontend_s - before.frontend_s) / wall, 1),
+        "workers_pct": round(100 * (after.workers_s - before.workers_s) / wall, 1),
+        "machine_pct": round(100 * (after.machine_s - before.machine_s) / wall, 1),
+    }
+
+
+def other_cpu_pct(server: dict, client_cpu_pct: float) -> float:
+    """CPU % of the machine used by anything but this server and the load generator during a run
+    (other users of the cores: the figure that says how trustworthy the run is)."""
+    ours = server.get("frontend_pct", 0.0) + server.get("workers_pct", 0.0) + client_cpu_pct
+    return round(max(0.0, server.get("machine_pct", 0.0) - ours), 1)
+
+
+def others_busy_pct(frontend_pid: int | None, seconds: float = 1.0) -> float:
+    """CPU % (of one core) used over `seconds` by everything except this server and this process: how busy
+    other users keep the machine right now (call it while the server is idle)."""
+    me = psutil.Process()
+    before, mine0 = cpu_snapshot(frontend_pid), _cpu_s(me)
+    time.sleep(seconds)
+    after, mine1 = cpu_snapshot(frontend_pid), _cpu_s(me)
+    ours = cpu_percent(before, after)
+    wall = after.at - before.at
+    other = ours["machine_pct"] - ours["frontend_pct"] - ours["workers_pct"] - 100 * (mine1 - mine0) / wall
+    return round(max(0.0, other), 1)
+
+
+def load_average() -> tuple[float, float, float]:
+    """The machine's 1/5/15-minute load averages (other users of the 2 cores show up here)."""
+    return psutil.getloadavg()
