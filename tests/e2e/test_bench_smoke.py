@@ -31,7 +31,7 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str
     require_built(BUILD / "mnist" / "mnist.pt", "make models")
     require_built(BUILD / "mnist" / "heldout.npz", "make models")
     if shutil.which("wrk") is None:
-        pytest.fail("wrk is not installed: apt-get install -y wrk (scripts/test.sh and scripts/bench.sh install it as root)")
+        pytest.fail("wrk is not installed: apt-get install -y wrk (scripts/test.sh and bench.sh install it as root)")
     out = tmp_path_factory.mktemp("bench")
     done = subprocess.run([sys.executable, "-m", "toolkit.bench", *SMOKE_ARGS, "--out-dir", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
