@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import threading
 import time
@@ -75,13 +74,14 @@ def build_store(root: Path) -> Path:
     """The module's model store: tabular.mar, the slow/timeout variants and the broken archives."""
     store = root / "store"
     store.mkdir()
-    shutil.copy2(STORE / "tabular.mar", store / "tabular.mar")
+    one_worker = {"minWorkers": 1, "maxWorkers": 1}  # these tests follow one worker's pid through its faults
+    build_variant(TABULAR_YAML, "tabular", root, store, one_worker, {})
     build_variant(
         TABULAR_YAML,
         "tabular_queue",
         root,
         store,
-        {"batchSize": 1, "maxBatchDelay": 1, "jobQueueSize": QUEUE_SIZE},
+        {**one_worker, "batchSize": 1, "maxBatchDelay": 1, "jobQueueSize": QUEUE_SIZE},
         {"test_delay_ms": QUEUE_DELAY_MS},
     )
     build_variant(
@@ -89,10 +89,10 @@ def build_store(root: Path) -> Path:
         "tabular_timeout",
         root,
         store,
-        {"batchSize": 4, "maxBatchDelay": 200, "responseTimeout": 1},
+        {**one_worker, "batchSize": 4, "maxBatchDelay": 200, "responseTimeout": 1},
         {"test_delay_ms": 3000},
     )
-    build_variant(TABULAR_YAML, "tabular_slow", root, store, {"batchSize": 8}, {"test_delay_ms": 500})
+    build_variant(TABULAR_YAML, "tabular_slow", root, store, {**one_worker, "batchSize": 8}, {"test_delay_ms": 500})
     rewrite_mar(
         STORE / "tabular.mar",
         store / "broken_pt.mar",
