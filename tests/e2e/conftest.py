@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,17 @@ def build_archive(work: Path, store: Path, name: str, version: str = "1.0", sour
     return file_name
 
 
+@contextmanager
+def serving(srv: LocalServer) -> Iterator[LocalServer]:
+    """Start `srv`, wait until it is healthy (START_TIMEOUT_S), and stop it afterwards whatever happens."""
+    srv.start()
+    try:
+        srv.wait_healthy(START_TIMEOUT_S)
+        yield srv
+    finally:
+        srv.stop()
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """A healthy TorchServe with every model_store/*.mar loaded; skipped (loudly) when there are none."""
@@ -83,12 +95,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
         )
     run_dir = tmp_path_factory.mktemp("ts_session")
     srv = LocalServer(CONFIG, run_dir, MODEL_STORE, [p.name for p in archives], ports="free")
-    srv.start()
-    try:
-        srv.wait_healthy(START_TIMEOUT_S)
+    with serving(srv):
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="session")

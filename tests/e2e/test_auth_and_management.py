@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import requests
 
-from tests.e2e.conftest import CONFIG, FAILING_HANDLER, START_TIMEOUT_S, build_archive
+from tests.e2e.conftest import CONFIG, FAILING_HANDLER, build_archive, serving
 from toolkit import manage, predict
 from toolkit.auth import Keys, auth_header
 from toolkit.client_errors import ServerError
@@ -186,12 +186,8 @@ def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServe
     build_archive(root, store, "echo", "2.0")
     build_archive(root, store, "broken", "1.0", FAILING_HANDLER)
     srv = LocalServer(CONFIG, root / "run", store, [first])
-    srv.start()
-    try:
-        srv.wait_healthy(START_TIMEOUT_S)
+    with serving(srv):
         yield srv
-    finally:
-        srv.stop()
 
 
 def test_version_lifecycle_and_its_errors(echo_server: LocalServer) -> None:

@@ -40,7 +40,7 @@ from tests.e2e._helpers import (
     send_together,
     wait_for,
 )
-from tests.e2e.conftest import CONFIG, START_TIMEOUT_S
+from tests.e2e.conftest import CONFIG, serving
 from toolkit.client_errors import ServerError
 from toolkit.diagnose import register_explained
 from toolkit.drain import drain_and_stop
@@ -119,12 +119,8 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
     store = build_store(root)
     models = ["tabular.mar", "tabular_queue.mar", "tabular_timeout.mar", "tabular_slow.mar"]
     srv = LocalServer(CONFIG, root / "run", store, models)
-    srv.start()
-    try:
-        srv.wait_healthy(START_TIMEOUT_S)
+    with serving(srv):
         yield Faults(srv, store)
-    finally:
-        srv.stop()
 
 
 def report(tmp_path: Path, name: str, figures: dict) -> None:
@@ -321,12 +317,8 @@ def in_flight(outcomes: list[Outcome], at: float) -> list[Outcome]:
 def slow_server(tmp_path_factory: pytest.TempPathFactory, faults: Faults) -> Iterator[LocalServer]:
     """A server of its own with tabular_slow only (the drain stops it)."""
     srv = LocalServer(CONFIG, tmp_path_factory.mktemp("drain") / "run", faults.store, ["tabular_slow.mar"])
-    srv.start()
-    try:
-        srv.wait_healthy(START_TIMEOUT_S)
+    with serving(srv):
         yield srv
-    finally:
-        srv.stop()
 
 
 def test_drain_finishes_accepted_requests_then_stops(slow_server: LocalServer, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import BUILD, ROOT, STORE, require_built
-from tests.e2e.conftest import CONFIG, START_TIMEOUT_S
+from tests.e2e.conftest import CONFIG, serving
 from toolkit.client_errors import ServerError
 from toolkit.rest import InferenceClient
 from toolkit.server import LocalServer
@@ -32,12 +32,8 @@ def versioned(tmp_path_factory) -> Iterator[LocalServer]:
     assert built.returncode == 0, built.stderr
     assert (store / "mnist_v2.0.mar").is_file()
     server = LocalServer(CONFIG, tmp_path_factory.mktemp("run"), store, ["mnist.mar"])
-    server.start()
-    try:
-        server.wait_healthy(START_TIMEOUT_S)
+    with serving(server):
         yield server
-    finally:
-        server.stop()
 
 
 def predict(client: InferenceClient, version: str | None = None) -> dict:
