@@ -104,9 +104,10 @@ def measure_server(result: dict, target: Target, ctx: dict, log: Log) -> None:
                                                                           spec.duration_s)
     log(f"ceiling /ping: {result['loadgen_ceiling']['throughput_rps']:.0f} req/s, "
         f"wrk CPU {result['loadgen_ceiling']['client_cpu_pct']} %")
-    if ctx["shipped"]:  # the shipped model is registered: it also serves to warm up the JIT of the frontend
+    if ctx["base_registered"]:  # the shipped model: load for the frontend's JIT, then measured as it ships
         warm_jvm(target, base, payloads["json"], ctx["jvm_warmup_s"])
-        result["shipped"] = shipped_cells(target, base, payloads["json"], spec)
+        if ctx["shipped"]:
+            result["shipped"] = shipped_cells(target, base, payloads["json"], spec)
     run_matrix(target, ctx["archives"], base, payloads["json"], spec, result.setdefault("cells", []), log)
     result["recommendation"] = recommend(result["cells"], best_raw(result))
     best = ModelVariant(**result["recommendation"]["variant"])
@@ -142,7 +143,7 @@ def run_local(result: dict, ctx: dict, log: Log) -> None:
         try:
             result["cold_start"] = start_timed(server, ctx["base"], ctx["payloads"]["json"])
             log(f"cold start: first prediction after {result['cold_start']['first_prediction_s']} s")
-            measure_server(result, target_of(server), ctx, log)
+            measure_server(result, target_of(server), {**ctx, "base_registered": True}, log)
         finally:
             server.stop()
         if ctx["server_variants"]:
@@ -167,8 +168,7 @@ def run_remote(result: dict, ctx: dict, log: Log) -> None:
                 mar = store / ctx["archives"][ctx["spec"].threads[0]]
                 result["raw"] = run_raw(ctx["model_file"], mar, ctx["heldout"], ctx["spec"].batch_sizes,
                                         raw_threads(ctx["spec"]), ctx["raw_seconds"])
-            measure_server(result, target, {**ctx, "shipped": ctx["shipped"] and model_registered(target,
-                                                                                                 ctx["base"])}, log)
+            measure_server(result, target, {**ctx, "base_registered": model_registered(target, ctx["base"])}, log)
         finally:
             for name in ctx["archives"].values():
                 (store / name).unlink(missing_ok=True)
