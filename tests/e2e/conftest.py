@@ -26,7 +26,8 @@ CONFIG = REPO / "config" / "config.properties"
 MODEL_STORE = REPO / "model_store"
 START_TIMEOUT_S = 240.0  # JVM start plus one worker per model loading torch, on a busy 2-core machine
 
-# A minimal function handler: answers each request with its body and the model version as JSON.
+# A minimal function handler: answers each request with its body and the model version as JSON; the body
+# "bad" gets our handlers' error answer (a 400 over REST; over gRPC the call is OK and the body is the error).
 ECHO_HANDLER = """
 import json
 
@@ -35,12 +36,16 @@ def handle(data, context):
         return None
     version = context.manifest["model"]["modelVersion"]
     answers = []
-    for row in data:
+    for idx, row in enumerate(data):
         body = row.get("data") or row.get("body") or b""  # TorchServe decodes text and JSON bodies
         if isinstance(body, (bytes, bytearray)):
             body = body.decode()
         text = body if isinstance(body, str) else json.dumps(body)
-        answers.append(json.dumps({"echo": text, "version": version}))
+        if text == "bad":
+            context.set_response_status(400, "Bad Request", idx)
+            answers.append(json.dumps({"code": 400, "type": "decode_error", "message": "cannot decode 'bad'"}))
+        else:
+            answers.append(json.dumps({"echo": text, "version": version}))
     return answers
 """
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_built
+from tests.e2e.conftest import ECHO_HANDLER
 from toolkit import manage
 from toolkit.client_errors import ServerError
 from toolkit.grpc_client import GrpcClient
@@ -28,25 +29,6 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 TOKEN_FAILED = "Token Authorization failed"
 REAL_MODELS = {"mnist": "predicted_label", "tabular": "predictions"}  # name -> key of the prediction
-
-# Echoes the "data" part with the model version; the body "bad" gets our handlers' error answer.
-ECHO_HANDLER = """
-import json
-
-def handle(data, context):
-    if data is None:
-        return None
-    version = context.manifest["model"]["modelVersion"]
-    answers = []
-    for idx, row in enumerate(data):
-        body = bytes(row.get("data") or row.get("body") or b"").decode()
-        if body == "bad":
-            context.set_response_status(400, "Bad Request", idx)
-            answers.append(json.dumps({"code": 400, "type": "decode_error", "message": "cannot decode 'bad'"}))
-        else:
-            answers.append(json.dumps({"echo": body, "version": version}))
-    return answers
-"""
 
 # Streams: one intermediate answer per request, then the final one.
 STREAM_HANDLER = """
