@@ -92,14 +92,18 @@ class ServingHandler(BaseHandler):
                     sum(len(d.inputs) for d in decoded), len(data) - len(decoded))
         return answers
 
+    def check_count(self, count: int) -> None:
+        """Refuse a request of more than `max_inputs_per_request` inputs (subclasses may call it before decoding)."""
+        limit = self.settings.max_inputs_per_request
+        if count > limit:
+            raise PayloadTooLarge(f"{count} inputs in one request; at most {limit} allowed")
+
     def _decode_one(self, row: dict) -> Decoded | ClientError:
         try:
             item = self.decode(request_body(row))
+            self.check_count(len(item.inputs))
         except ClientError as error:
             return error
-        limit = self.settings.max_inputs_per_request
-        if len(item.inputs) > limit:
-            return PayloadTooLarge(f"{len(item.inputs)} inputs in one request; at most {limit} allowed")
         return item
 
     def _infer(self, decoded: list[Decoded]) -> list[torch.Tensor]:

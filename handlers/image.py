@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -158,11 +159,6 @@ class ImageClassifier(ServingHandler):
             f"image must be encoded bytes, base64 text or nested lists of pixels, got {type(payload).__name__}"
         )
 
-    def check_count(self, count: int) -> None:
-        limit = self.settings.max_inputs_per_request
-        if count > limit:
-            raise PayloadTooLarge(f"{count} inputs in one request; at most {limit} allowed")
-
     def from_encoded(self, data: bytes) -> np.ndarray:
         """An encoded image -> (H, W[, 3]) white-on-black pixels fitted to the configured size."""
         s = self.image
@@ -202,9 +198,15 @@ class ImageClassifier(ServingHandler):
         s = self.image
         batch = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
         batch = batch.reshape(len(pixels), s.height, s.width, s.channels).permute(0, 3, 1, 2) / 255.0
-        mean = torch.tensor(s.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(s.std, dtype=torch.float32).view(1, -1, 1, 1)
+        mean, std = self.normalisation
         return ((batch - mean) / std).contiguous()
+
+    @cached_property
+    def normalisation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Configured mean and std as (1, C, 1, 1) tensors, built once per worker rather than per request."""
+        s = self.image
+        shape = (1, -1, 1, 1)
+        return torch.tensor(s.mean).view(shape), torch.tensor(s.std).view(shape)
 
     def encode(self, outputs: torch.Tensor, item: Decoded) -> object:
         probabilities = torch.softmax(outputs, dim=1)
