@@ -214,9 +214,11 @@ def test_version_lifecycle_and_its_errors(echo_server: LocalServer) -> None:
         assert [d["modelVersion"] for d in mgmt.versions("echo")] == ["2.0"]
 
 
-def test_load_failure_is_500_and_leaves_the_model_registered(
+def test_load_failure_is_500_and_never_leaves_a_model_with_workers(
     echo_server: LocalServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """TorchServe 0.12 either keeps the failed model registered with no worker or drops it (seen both ways,
+    depending on when its worker thread gives up); the CLI hint says "may keep". Both outcomes are checked."""
     conn = ["--management-url", echo_server.urls.management, "--key-file", str(echo_server.key_file)]
     assert manage.main(["register", "broken_1.0.mar", *conn]) == 1
     err = capsys.readouterr().err
@@ -224,8 +226,10 @@ def test_load_failure_is_500_and_leaves_the_model_registered(
         "error: HTTP 500 InternalServerException: Failed to start workers for model broken version: 1.0: "
         "RuntimeError: this model cannot load (from "
     )
+    assert "check `manage list` and unregister it" in err
     with echo_server.management_client() as mgmt:
-        (desc,) = mgmt.describe("broken")
-        assert (desc["minWorkers"], desc["workers"]) == (0, [])  # what the CLI hint says: registered, no worker
-        mgmt.unregister("broken")
+        if any(m["modelName"] == "broken" for m in mgmt.list()):
+            (desc,) = mgmt.describe("broken")
+            assert (desc["minWorkers"], desc["workers"]) == (0, [])  # registered, but no worker
+            mgmt.unregister("broken")
         expect_error(lambda: mgmt.describe("broken"), 404, "ModelNotFoundException")
