@@ -14,7 +14,7 @@ install: ## create .venv with the pinned dependencies and generated gRPC stubs
 	@bash scripts/install.sh
 
 models: install ## train and export the example models into build/models/ (~2 min)
-	@$(PY) scripts/build_models.py
+	@$(PY) -m examples.demo_models.build_models
 
 archive: install ## validate config/models/*.yaml, preflight, write model_store/*.mar (MODEL=, VERSION=)
 	@$(PY) -m toolkit.archive $(if $(MODEL),--model $(MODEL)) $(if $(VERSION),--version $(VERSION))

@@ -17,9 +17,10 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from handlers import HANDLERS
 from handlers.errors import ModelConfigError
 
-HANDLER_NAMES = ("image_classifier", "tabular_classifier")
+HANDLER_NAMES = tuple(HANDLERS)
 
 
 class _Strict(BaseModel):

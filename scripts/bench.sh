@@ -19,7 +19,7 @@ fi
 
 bash scripts/install.sh
 bash scripts/require_wrk.sh
-[ -f build/models/mnist/mnist.pt ] && [ -f build/models/mnist/heldout.npz ] || .venv/bin/python scripts/build_models.py
+[ -f build/models/mnist/mnist.pt ] && [ -f build/models/mnist/heldout.npz ] || .venv/bin/python -m examples.demo_models.build_models
 bash scripts/require_java.sh
 
 publish=(--publish-plot bench/plot.png)

@@ -14,14 +14,14 @@ if [ ! -f build/models/mnist/mnist.pt ] || [ ! -f build/models/tabular/tabular.p
 if [ ! -f model_store/mnist.mar ] || [ ! -f model_store/tabular.mar ]; then make archive; fi
 bash scripts/require_java.sh
 
-"$PY" -m toolkit.server start --run-dir "$RUN_DIR" --ports config --timeout 180
+"$PY" -m toolkit.server start --run-dir "$RUN_DIR" --timeout 180
 
 if [ ! -f "$SAMPLE" ]; then
   echo "no $SAMPLE: skipping the sample prediction (make models writes it)"
   exit 0
 fi
-url=$("$PY" -c "from toolkit.server import Urls; print(Urls.from_config('$RUN_DIR/config.properties').inference)")
-key_cmd="$PY -m toolkit.auth $RUN_DIR/key_file.json"
+url=$("$PY" -c "from toolkit.properties import Urls; print(Urls.from_config('$RUN_DIR/config.properties').inference)")
+key_cmd="$PY -m toolkit.client.auth $RUN_DIR/key_file.json"
 curl_line="curl -sS $url/predictions/mnist -H \"Authorization: Bearer \$($key_cmd)\" -H 'Content-Type: image/png' --data-binary @$SAMPLE"
 echo
 echo "sample prediction (same as: .venv/bin/predict mnist $SAMPLE):"

@@ -10,4 +10,4 @@ PY=.venv/bin/python
 if [ ! -f build/models/mnist/mnist.pt ] || [ ! -f build/models/tabular/tabular.pt ]; then make models; fi
 if [ ! -f model_store/mnist.mar ] || [ ! -f model_store/tabular.mar ]; then make archive; fi
 bash scripts/require_java.sh
-exec "$PY" -m toolkit.soak --minutes "${MINUTES:-10}" ${RATE:+--rate "$RATE"}
+exec "$PY" -m toolkit.bench.soak --minutes "${MINUTES:-10}" ${RATE:+--rate "$RATE"}

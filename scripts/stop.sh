@@ -9,4 +9,4 @@ if [ ! -x .venv/bin/python ]; then
   echo "no .venv: no server started by make serve"
   exit 0
 fi
-exec .venv/bin/python -m toolkit.drain --run-dir .ts_run --deadline "${DRAIN_DEADLINE_S:-30}"
+exec .venv/bin/python -m toolkit.server stop --run-dir .ts_run --drain-deadline "${DRAIN_DEADLINE_S:-30}"

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-[ -f build/models/mnist/mnist.pt ] && [ -f build/models/tabular/tabular.pt ] || .venv/bin/python scripts/build_models.py
+[ -f build/models/mnist/mnist.pt ] && [ -f build/models/tabular/tabular.pt ] || .venv/bin/python -m examples.demo_models.build_models
 .venv/bin/python -m toolkit.archive
 bash scripts/require_java.sh
 bash scripts/require_wrk.sh

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / "build" / "models"
-STORE = ROOT / "model_store"
+from toolkit.paths import BUILD_MODELS as BUILD
+from toolkit.paths import MODEL_STORE as STORE
+from toolkit.paths import ROOT
+
+__all__ = ["BUILD", "ROOT", "STORE", "require_built"]
 
 
 def require_built(path: Path, how: str) -> Path:

@@ -18,7 +18,7 @@ import requests
 import yaml
 
 from toolkit import archive
-from toolkit.auth import auth_header
+from toolkit.client.auth import auth_header
 
 ERROR_KEYS = {"code", "type", "message"}
 LARGE_BODY = 1 << 20

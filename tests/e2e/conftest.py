@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.auth import Keys
-from toolkit.rest import InferenceClient, ManagementClient
-from toolkit.server import LocalServer
+from toolkit.client.auth import Keys
+from toolkit.client.rest import InferenceClient, ManagementClient
+from toolkit.server.local import LocalServer
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config" / "config.properties"
@@ -127,6 +127,6 @@ def management(server: LocalServer) -> Iterator[ManagementClient]:
 @pytest.fixture(scope="session")
 def model_names(management: ManagementClient) -> list[str]:
     """Names of the models registered on the session server at start (at least one)."""
-    names = sorted(m["modelName"] for m in management.list())
+    names = sorted(m["modelName"] for m in management.models())
     assert names, "the session server was started with archives but lists no model"
     return names

@@ -18,11 +18,11 @@ import pytest
 import requests
 
 from tests.e2e.conftest import CONFIG, FAILING_HANDLER, build_archive, serving
-from toolkit import manage, predict
-from toolkit.auth import Keys, auth_header
-from toolkit.client_errors import ServerError
-from toolkit.rest import InferenceClient, ManagementClient
-from toolkit.server import LocalServer
+from toolkit.cli import manage, predict
+from toolkit.client.auth import Keys, auth_header
+from toolkit.client.rest import InferenceClient, ManagementClient
+from toolkit.errors import ServerError
+from toolkit.server.local import LocalServer
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +65,7 @@ def test_right_tokens_are_accepted(
     inference: InferenceClient, management: ManagementClient, model_names: list[str]
 ) -> None:
     assert inference.ping() == "Healthy"
-    assert model_names == sorted(m["modelName"] for m in management.list())
+    assert model_names == sorted(m["modelName"] for m in management.models())
     for name in model_names:
         (desc,) = management.describe(name)
         assert desc["modelName"] == name
@@ -135,7 +135,7 @@ def test_archives_only_from_the_model_store(management: ManagementClient, server
 
 
 def test_registering_a_loaded_archive_again_is_409(management: ManagementClient) -> None:
-    loaded = management.list()[0]
+    loaded = management.models()[0]
     error = expect_error(lambda: management.register(loaded["modelUrl"]), 409, "ConflictStatusException")
     assert f"for model {loaded['modelName']}" in error.message
 
@@ -228,7 +228,7 @@ def test_load_failure_is_500_and_never_leaves_a_model_with_workers(
     )
     assert "check `manage list` and unregister it" in err
     with echo_server.management_client() as mgmt:
-        if any(m["modelName"] == "broken" for m in mgmt.list()):
+        if any(m["modelName"] == "broken" for m in mgmt.models()):
             (desc,) = mgmt.describe("broken")
             assert (desc["minWorkers"], desc["workers"]) == (0, [])  # registered, but no worker
             mgmt.unregister("broken")

@@ -23,8 +23,8 @@ from tests.conftest import BUILD, ROOT, require_built
 from tests.e2e._helpers import Answer, Req, assert_error, batch_lines, peak_rss, send_one, send_together, wait_for
 from tests.e2e.conftest import CONFIG
 from tests.payloads import huge_png, random_image_bytes, truncated
-from toolkit.auth import Keys
-from toolkit.rest import ManagementClient
+from toolkit.client.auth import Keys
+from toolkit.client.rest import ManagementClient
 from toolkit.server import LocalServer, read_properties
 
 pytestmark = pytest.mark.e2e

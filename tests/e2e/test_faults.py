@@ -1,6 +1,6 @@
 """Faults on a real TorchServe 0.12, each on servers of this module only (never the session server):
 a worker killed under load, a full job queue, inference slower than responseTimeout, models that fail to
-load, `make stop` under load, and the drain that toolkit.drain offers instead.
+load, `make stop` under load, and the drain that toolkit.server.drain offers instead.
 
 "Nothing lost" means: every request sent gets exactly one outcome, an HTTP answer (200 or 5xx) and never a
 client timeout. Figures are printed (`pytest -s`) and written as JSON under the test's tmp dir.
@@ -41,10 +41,10 @@ from tests.e2e._helpers import (
     wait_for,
 )
 from tests.e2e.conftest import CONFIG, serving
-from toolkit.client_errors import ServerError
-from toolkit.diagnose import register_explained
-from toolkit.drain import drain_and_stop
-from toolkit.server import LocalServer
+from toolkit.errors import ServerError
+from toolkit.server.diagnose import register_explained
+from toolkit.server.drain import drain_and_stop
+from toolkit.server.local import LocalServer
 
 pytestmark = pytest.mark.e2e
 
@@ -264,7 +264,7 @@ def test_load_failure_names_its_cause_and_server_stays_healthy(faults: Faults, n
         assert (explained.status, explained.kind) == (500, "InternalServerException")
         assert explained.message.startswith(f"{raw.message}: ")
         assert cause in explained.message, explained.message
-        registered = {m["modelName"] for m in mgmt.list()}
+        registered = {m["modelName"] for m in mgmt.models()}
         if name in registered:  # 0.12 keeps some failed models registered with no worker
             mgmt.unregister(name)
     assert srv.health_problem() is None

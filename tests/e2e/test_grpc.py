@@ -19,10 +19,10 @@ import pytest
 
 from tests.conftest import require_built
 from tests.e2e.conftest import ECHO_HANDLER
-from toolkit import manage
-from toolkit.client_errors import ServerError
-from toolkit.grpc_client import GrpcClient
-from toolkit.server import LocalServer
+from toolkit.cli import manage
+from toolkit.client.grpc import GrpcClient
+from toolkit.errors import ServerError
+from toolkit.server.local import LocalServer
 
 pytestmark = pytest.mark.e2e
 
@@ -192,7 +192,7 @@ def test_duplicate_register_is_unknown_in_torchserve_012(client: GrpcClient) -> 
 
 
 def test_list_models_and_pages(client: GrpcClient) -> None:
-    models = client.list()
+    models = client.models()
     assert {"echo", "streamer"} <= {m["modelName"] for m in models}
     paged, token = [], 0
     while True:  # one model per page: nextPageToken is the next page's offset, as a string

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import BUILD, require_built
-from toolkit.server import LocalServer
+from toolkit.server.local import LocalServer
 
 pytestmark = pytest.mark.e2e
 MNIST_SAMPLES = BUILD / "mnist" / "samples"

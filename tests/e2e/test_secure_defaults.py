@@ -23,11 +23,11 @@ import pytest
 import requests
 
 from tests.conftest import STORE
-from toolkit.auth import Keys, auth_header
-from toolkit.client_errors import ServerError
-from toolkit.grpc_client import GrpcClient
-from toolkit.rest import ManagementClient
-from toolkit.server import LocalServer
+from toolkit.client.auth import Keys, auth_header
+from toolkit.client.grpc import GrpcClient
+from toolkit.client.rest import ManagementClient
+from toolkit.errors import ServerError
+from toolkit.server.local import LocalServer
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +55,7 @@ def refused_headers(server: LocalServer, right: str, other: str) -> dict[str, di
 def snapshot(management: ManagementClient) -> dict[str, list[tuple]]:
     """Every model version with its worker range, default flag and worker pids."""
     state = {}
-    for model in management.list():
+    for model in management.models():
         name = model["modelName"]
         default = management.describe(name)[0]["modelVersion"]
         state[name] = [

@@ -16,8 +16,8 @@ import pytest
 
 from tests.e2e.conftest import CONFIG, START_TIMEOUT_S, build_archive
 from toolkit import server as server_mod
-from toolkit.client_errors import ServerError
-from toolkit.rest import InferenceClient
+from toolkit.client.rest import InferenceClient
+from toolkit.errors import ServerError
 from toolkit.server import (
     JAVA_MISSING,
     PID_FILE_NAME,

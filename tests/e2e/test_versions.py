@@ -11,9 +11,9 @@ import pytest
 
 from tests.conftest import BUILD, ROOT, STORE, require_built
 from tests.e2e.conftest import CONFIG, serving
-from toolkit.client_errors import ServerError
-from toolkit.rest import InferenceClient
-from toolkit.server import LocalServer
+from toolkit.client.rest import InferenceClient
+from toolkit.errors import ServerError
+from toolkit.server.local import LocalServer
 
 pytestmark = pytest.mark.e2e
 SAMPLE = BUILD / "mnist" / "samples" / "3.png"

@@ -14,7 +14,7 @@ import pytest
 
 from handlers.config import load_model_yaml
 from tests.conftest import BUILD, ROOT, require_built
-from toolkit.mar import read_manifest, read_model_config, safe_extract
+from toolkit.archive.mar import read_manifest, read_model_config, safe_extract
 
 MODELS = ("mnist", "tabular")
 
@@ -67,7 +67,7 @@ def test_extracted_archive_is_self_contained_and_answers_its_samples(store, tmp_
         sys.path.insert(0, {str(tmp_path)!r})
         import handlers
         assert Path(handlers.__file__).parent == Path({str(tmp_path)!r}) / "handlers", handlers.__file__
-        from toolkit.offline import load_entry_class, make_context, run_batch
+        from toolkit.archive.offline import load_entry_class, make_context, run_batch
         model_dir = Path({str(tmp_path)!r})
         manifest = json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())
         config = yaml.safe_load((model_dir / "model-config.yaml").read_text())

@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import BUILD, ROOT, require_built
-from toolkit.architectures import MnistCNN
-from toolkit.digits import normalize
-from toolkit.model_export import load_torchscript, predict
+from examples.demo_models.digits import normalize
+from tests.conftest import BUILD, require_built
+from toolkit.export.architectures import MnistCNN
+from toolkit.export.torchscript import load_torchscript, predict
 
 THRESHOLDS = {"mnist": 0.97, "tabular": 0.93}
 LABELS = {"mnist": {str(i): str(i) for i in range(10)}, "tabular": {"0": "malignant", "1": "benign"}}
@@ -97,7 +97,7 @@ def test_export_cli_writes_checked_onnx(tmp_path: Path) -> None:
     torch.save(model.state_dict(), tmp_path / "ckpt.pth")
     args = ["--arch", "mnist_cnn", "--checkpoint", str(tmp_path / "ckpt.pth"), "--out", str(tmp_path / "m.pt"),
             "--onnx", str(tmp_path / "m.onnx")]
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "export_torchscript.py"), *args],
+    result = subprocess.run([sys.executable, "-m", "toolkit.export", *args],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     x = torch.randn(5, 1, 28, 28)

@@ -15,7 +15,7 @@ from PIL import Image
 from handlers.config import parse_model_yaml
 from handlers.image import ImageClassifier
 from handlers.tabular import TabularClassifier
-from toolkit.offline import OfflineAnswer, make_context, run_batch
+from toolkit.archive.offline import OfflineAnswer, make_context, run_batch
 
 
 def save_scripted(module: torch.nn.Module, path: Path) -> Path:

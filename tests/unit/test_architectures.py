@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import runpy
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import ROOT
-from toolkit.architectures import (
+from toolkit.export import __main__ as export_cli
+from toolkit.export.architectures import (
     ARCHITECTURES,
     INPUT_SHAPES,
     MnistCNN,
@@ -21,9 +18,7 @@ from toolkit.architectures import (
     UnknownArchitectureError,
     build_from_state_dict,
 )
-from toolkit.model_export import CheckpointError, export_checkpoint, load_torchscript, random_inputs
-
-EXPORT_CLI = ROOT / "scripts" / "export_torchscript.py"
+from toolkit.export.torchscript import CheckpointError, export_checkpoint, load_torchscript, random_inputs
 
 
 def test_registry_names_and_input_shapes() -> None:
@@ -108,24 +103,21 @@ def test_export_checkpoint_refuses_a_pickled_module(tmp_path: Path) -> None:
     assert not (tmp_path / "model.pt").exists()
 
 
-def test_cli_subprocess_exports_a_checkpoint(tmp_path: Path) -> None:
+def test_cli_exports_a_checkpoint(tmp_path: Path, cli_main: Callable[[list[str]], int],
+                                  capsys: pytest.CaptureFixture[str]) -> None:
     ckpt, out = tmp_path / "ckpt.pth", tmp_path / "model.pt"
     model = TabularMLP(mean=torch.randn(30), std=torch.rand(30) + 0.5).eval()
     torch.save(model.state_dict(), ckpt)
-    result = subprocess.run(
-        [sys.executable, str(EXPORT_CLI), "--arch", "tabular_mlp", "--checkpoint", str(ckpt), "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert f"wrote {out}" in result.stdout
+    assert cli_main(["--arch", "tabular_mlp", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
     x = random_inputs("tabular_mlp", model, 3)
     assert torch.equal(load_torchscript(out)(x), model(x))
 
 
 @pytest.fixture(scope="module")
 def cli_main() -> Callable[[list[str]], int]:
-    """``main`` of scripts/export_torchscript.py, loaded in-process (not run as __main__)."""
-    return runpy.run_path(str(EXPORT_CLI))["main"]
+    """``main`` of ``python -m toolkit.export``, in-process."""
+    return export_cli.main
 
 
 @pytest.mark.parametrize(

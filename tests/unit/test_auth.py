@@ -1,4 +1,4 @@
-"""toolkit.auth: reading TorchServe 0.12's key_file.json and building the Authorization header."""
+"""toolkit.client.auth: reading TorchServe 0.12's key_file.json and building the Authorization header."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import auth
-from toolkit.auth import KeyFileError, Keys, auth_header, read_keys
+from toolkit.client import auth
+from toolkit.client.auth import KeyFileError, Keys, auth_header, read_keys
 
 # Byte for byte what TorchServe 0.12.0 wrote at start in a run of this project (Gson pretty printing).
 REAL_KEY_FILE = """{

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from toolkit import digits, fonts
+from examples.demo_models import digits, fonts
 
 
 @pytest.fixture(scope="module")

@@ -24,17 +24,16 @@ import pytest
 from google.protobuf import descriptor_pb2, json_format
 from google.protobuf.descriptor import FieldDescriptor
 
-from toolkit import manage
-from toolkit.client_errors import HTTP_TO_GRPC, ServerError
-from toolkit.grpc_client import (
+from toolkit.cli import manage
+from toolkit.client.grpc import (
     GrpcClient,
     check_prediction,
     error_from_status,
     http_status_for,
     split_details,
 )
-from toolkit.grpc_gen import inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc
-from toolkit.management_api import UnsupportedRequestError
+from toolkit.client.grpc_gen import inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc
+from toolkit.errors import ServerError, UnsupportedRequestError
 
 REPO = Path(__file__).resolve().parents[2]
 INFERENCE_KEY = "inf-key"
@@ -263,7 +262,7 @@ def test_generated_package_is_current_and_sync_is_idempotent(tmp_path: Path) -> 
         "management_pb2.pyi",
         "management_pb2_grpc.py",
     ]
-    assert "from toolkit.grpc_gen import inference_pb2" in (fresh / "inference_pb2_grpc.py").read_text()
+    assert "from toolkit.client.grpc_gen import inference_pb2" in (fresh / "inference_pb2_grpc.py").read_text()
     target = tmp_path / "target"
     target.mkdir()
     (target / "stale_pb2.py").write_text("")
@@ -323,9 +322,22 @@ def test_error_from_status(code: grpc.StatusCode, details: str, expected: tuple)
     assert err.message == (details if message is None else message)
 
 
-@pytest.mark.parametrize("http_status", sorted(HTTP_TO_GRPC))
-def test_http_status_round_trips_through_grpc_codes(http_status: int) -> None:
-    code = SC[HTTP_TO_GRPC[http_status]]
+# HTTP status -> the gRPC code TorchServe's frontend (GRPCUtils.getGRPCStatusCode) sends for it.
+HTTP_TO_GRPC = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    413: "RESOURCE_EXHAUSTED",
+    429: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
+}
+
+
+@pytest.mark.parametrize(("http_status", "code_name"), sorted(HTTP_TO_GRPC.items()))
+def test_http_status_round_trips_through_grpc_codes(http_status: int, code_name: str) -> None:
+    code = SC[code_name]
     details = "Request too large" if http_status == 413 else ""
     assert http_status_for(code, details) == http_status
 
@@ -605,7 +617,7 @@ def test_describe_and_versions_parse_json(client: GrpcClient, management: FakeMa
 
 def test_list_follows_page_tokens(client: GrpcClient, management: FakeManagement) -> None:
     management.models = [f"model{i:03d}" for i in range(230)]
-    assert [m["modelName"] for m in client.list()] == management.models
+    assert [m["modelName"] for m in client.models()] == management.models
     assert [r["ListModelsRequest"] for r in management.seen] == [
         {"limit": 100},
         {"limit": 100, "next_page_token": 100},
@@ -804,7 +816,7 @@ def test_manage_refuses_the_other_protocols_address(argv: list[str], capsys) -> 
 def test_manage_grpc_without_generated_stubs_is_one_line(
     key_file: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    monkeypatch.setitem(sys.modules, "toolkit.grpc_client", None)  # as if scripts/gen_grpc.py never ran
+    monkeypatch.setitem(sys.modules, "toolkit.client.grpc", None)  # as if scripts/gen_grpc.py never ran
     assert manage.main(["--grpc", "--key-file", str(key_file), "list"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: --grpc is unavailable: ")

@@ -20,11 +20,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from toolkit import manage, predict
-from toolkit.grpc_client import GrpcClient
-from toolkit.management_api import ManagementApi
-from toolkit.predict import InputError, read_input
-from toolkit.rest import ManagementClient
+from toolkit.cli import manage, predict
+from toolkit.cli.predict import InputError, read_input
+from toolkit.client.grpc import GrpcClient
+from toolkit.client.management import ManagementApi
+from toolkit.client.rest import ManagementClient
 
 Answer = tuple[int, bytes]
 Route = Answer | Callable[[dict[str, str]], Answer]
@@ -212,7 +212,7 @@ PROTOCOL_METHODS = sorted(n for n, v in vars(ManagementApi).items() if callable(
 
 
 def test_protocol_has_the_management_surface() -> None:
-    surface = ["close", "describe", "list", "register", "scale", "set_default", "unregister", "versions"]
+    surface = ["close", "describe", "models", "register", "scale", "set_default", "unregister", "versions"]
     assert surface == PROTOCOL_METHODS
 
 

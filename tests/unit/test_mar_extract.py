@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.mar import UnsafeArchiveError, safe_extract
+from toolkit.archive.mar import UnsafeArchiveError, safe_extract
 
 
 def make_zip(path: Path, entries: list[tuple[str, bytes]], symlink: str | None = None) -> Path:

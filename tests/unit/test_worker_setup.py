@@ -9,7 +9,7 @@ from handlers.errors import ModelConfigError
 from handlers.tabular import TabularClassifier
 from handlers.worker import choose_threads, select_device
 from tests.unit.conftest import serve, tabular_model
-from toolkit.offline import make_context
+from toolkit.archive.offline import make_context
 
 
 @pytest.mark.parametrize(("configured", "workers", "cores", "expected"),

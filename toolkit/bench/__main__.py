@@ -30,10 +30,11 @@ import ts
 from toolkit.bench import report, serverstats
 from toolkit.bench.analysis import best_raw, recommend, targets
 from toolkit.bench.loadgen import LoadGenError, find_wrk
-from toolkit.bench.matrix import ROOT, QuietPolicy, Spec
+from toolkit.bench.matrix import QuietPolicy, Spec
 from toolkit.bench.run import run_local, run_remote
 from toolkit.bench.servers import Remote, remote_target
-from toolkit.server import Urls, default_key_file, default_urls
+from toolkit.paths import BENCH_RESULTS, BUILD_MODELS, CONFIG_PROPERTIES, KEY_FILE, MODEL_CONFIGS, MODEL_STORE
+from toolkit.properties import Urls, default_urls
 
 FULL = {"batch_sizes": [1, 8, 32], "delays": [1, 5, 10], "workers": [1, 2], "threads": [1, 2],
         "concurrency": [1, 8, 32, 64], "duration": 3.0, "warmup": 1.0}
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mnist",
                         help="model name: config/models/<model>.yaml, build/models/<model>/")
-    parser.add_argument("--config", type=Path, default=ROOT / "config" / "config.properties",
+    parser.add_argument("--config", type=Path, default=CONFIG_PROPERTIES,
                         help="TorchServe config the bench's own server starts from")
     parser.add_argument("--quick", action="store_true", help=f"reduced matrix {QUICK}")
     for name in ("batch-sizes", "delays", "workers", "threads", "concurrency"):
@@ -69,14 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retries", type=int, default=1, help="re-runs of a cell measured while others were busy")
     parser.add_argument("--quiet-budget", type=float, default=300.0,
                         help="seconds the whole run may spend waiting for quiet and re-running noisy cells")
-    parser.add_argument("--out-dir", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out-dir", type=Path, default=BENCH_RESULTS)
     parser.add_argument("--publish-plot", type=Path, help="also copy the plot here (bench/plot.png)")
     remote = parser.add_argument_group("a running server instead of the bench's own")
     remote.add_argument("--url", help="inference base URL, e.g. http://127.0.0.1:8080")
     remote.add_argument("--management-url", help="default: config/config.properties' management address")
     remote.add_argument("--metrics-url", help="default: config/config.properties' metrics address")
-    remote.add_argument("--key-file", type=Path, help=f"its key_file.json (default: {default_key_file()})")
-    remote.add_argument("--model-store", type=Path, default=ROOT / "model_store",
+    remote.add_argument("--key-file", type=Path, help=f"its key_file.json (default: {KEY_FILE})")
+    remote.add_argument("--model-store", type=Path, default=MODEL_STORE,
                         help="that server's model store (variant archives are written there, then removed)")
     return parser
 
@@ -98,8 +99,8 @@ def make_spec(args: argparse.Namespace) -> Spec:
 def context(args: argparse.Namespace) -> dict:
     """Everything the run phases need, checked: artifacts present, wrk installed."""
     find_wrk()
-    build = ROOT / "build" / "models" / args.model
-    ctx = {"base": args.model, "model_yaml": ROOT / "config" / "models" / f"{args.model}.yaml",
+    build = BUILD_MODELS / args.model
+    ctx = {"base": args.model, "model_yaml": MODEL_CONFIGS / f"{args.model}.yaml",
            "model_file": build / f"{args.model}.pt", "heldout": build / "heldout.npz", "config": args.config,
            "spec": make_spec(args), "input_concurrencies": tuple(args.input_concurrency),
            "raw_seconds": args.raw_seconds, "shipped": not args.no_shipped, "jvm_warmup_s": args.jvm_warmup,
@@ -111,7 +112,7 @@ def context(args: argparse.Namespace) -> dict:
         urls = default_urls()
         ctx["remote_target"] = remote_target(Remote(
             Urls(args.url, args.management_url or urls.management, args.metrics_url or urls.metrics, "", ""),
-            args.key_file or default_key_file()))
+            args.key_file or KEY_FILE))
         ctx["remote_store"] = args.model_store
     return ctx
 

@@ -26,17 +26,18 @@ import grpc
 import numpy as np
 import psutil
 
-from toolkit.server import LocalServer
+from toolkit.paths import BENCH_RESULTS, BUILD_MODELS
+from toolkit.server.local import LocalServer
+from toolkit.server.process import free_ports
 
-ROOT = Path(__file__).resolve().parents[2]
 MODELS = ("mnist", "mnist_onnx", "tabular", "tabular_onnx")
 
 
 def bodies() -> dict[str, bytes]:
     """Model -> request body: the first held-out image / row, as JSON."""
-    with np.load(ROOT / "build/models/mnist/heldout.npz") as data:
+    with np.load(BUILD_MODELS / "mnist" / "heldout.npz") as data:
         image = data["x"][0]
-    with np.load(ROOT / "build/models/tabular/heldout.npz") as data:
+    with np.load(BUILD_MODELS / "tabular" / "heldout.npz") as data:
         row = data["x"][0]
     mnist = json.dumps({"image": image.tolist()}).encode()
     tabular = json.dumps({"inputs": [row.tolist()]}).encode()
@@ -67,7 +68,7 @@ async def closed_loop(call: Callable[[], Awaitable[bool]], requests: int, concur
 
 
 async def rest_run(server: LocalServer, model: str, body: bytes, requests: int, concurrency: int) -> dict:
-    headers = {"Authorization": f"Bearer {server.keys.inference}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {server.read_keys().inference}", "Content-Type": "application/json"}
     async with aiohttp.ClientSession(server.urls.inference, headers=headers) as session:
 
         async def call() -> bool:
@@ -79,9 +80,9 @@ async def rest_run(server: LocalServer, model: str, body: bytes, requests: int, 
 
 
 async def grpc_run(server: LocalServer, model: str, body: bytes, requests: int, concurrency: int) -> dict:
-    from toolkit.grpc_gen import inference_pb2, inference_pb2_grpc
+    from toolkit.client.grpc_gen import inference_pb2, inference_pb2_grpc
 
-    metadata = (("authorization", f"Bearer {server.keys.inference}"),)
+    metadata = (("authorization", f"Bearer {server.read_keys().inference}"),)
     request = inference_pb2.PredictionsRequest(model_name=model, input={"data": body})
     async with grpc.aio.insecure_channel(server.urls.grpc_inference) as channel:
         stub = inference_pb2_grpc.InferenceAPIsServiceStub(channel)
@@ -121,13 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000, help="requests per cell")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=BENCH_RESULTS)
     args = parser.parse_args(argv)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     with tempfile.TemporaryDirectory(prefix="compare-") as run_dir:
-        server = LocalServer(ROOT / "config/config.properties", run_dir, ROOT / "model_store",
-                             [f"{m}.mar" for m in MODELS])
-        with server:
+        server = LocalServer(run_dir, models=[f"{m}.mar" for m in MODELS], ports=free_ports())
+        with server.running():
             cells = compare(server, args.requests, args.concurrency)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"compare-{stamp}.json").write_text(json.dumps(cells, indent=2))

@@ -26,10 +26,10 @@ import yaml
 from toolkit.bench import serverstats
 from toolkit.bench.loadgen import Request, run_load
 from toolkit.bench.payloads import Payload
-from toolkit.client_errors import ServerError
-from toolkit.rest import ManagementClient
-
-ROOT = Path(__file__).resolve().parents[2]
+from toolkit.client.metrics import scrape
+from toolkit.client.rest import ManagementClient
+from toolkit.errors import ServerError
+from toolkit.paths import ROOT
 
 
 @dataclass(frozen=True)
@@ -182,11 +182,11 @@ def register(mgmt: ManagementClient, variant: ModelVariant, archive: str, name: 
 def run_cell(target: Target, model: str, payload: Payload, concurrency: int, duration_s: float) -> dict:
     """One wrk run against /predictions/<model>, with the server's counters, gauges and CPU around it."""
     request = Request(f"{target.inference_url}/predictions/{model}", "POST", payload.path, payload.content_type)
-    before = serverstats.model_counters(serverstats.scrape(target.metrics_url), model)
+    before = serverstats.model_counters(scrape(target.metrics_url), model)
     cpu0 = serverstats.cpu_snapshot(target.frontend_pid)
     load = run_load(request, target.inference_key, concurrency, duration_s)
     cpu1 = serverstats.cpu_snapshot(target.frontend_pid)
-    samples = serverstats.scrape(target.metrics_url)
+    samples = scrape(target.metrics_url)
     after = serverstats.model_counters(samples, model)
     server = {**serverstats.counter_means(before, after), **serverstats.cpu_percent(cpu0, cpu1),
               "gauges_last": serverstats.model_gauges(samples, model)}

@@ -9,7 +9,7 @@ prints one JSON object:
   and of the same
   module frozen and optimized for inference (`"optimized"`, the headroom a backend change would give);
 - `handler`: requests/s of the archive's handler `handle()` over batches of B identical requests of each input
-  kind, through TorchServe's own Context (toolkit.offline), JSON bodies parsed the way the worker does.
+  kind, through TorchServe's own Context (toolkit.archive.offline), JSON bodies parsed the way the worker does.
 Run it as its own process (the bench does): it sets torch's process-wide thread pools.
 """
 
@@ -27,9 +27,9 @@ import torch
 
 from handlers.backends import load_backend
 from handlers.worker import apply_threads
+from toolkit.archive.mar import read_manifest, read_model_config, safe_extract
+from toolkit.archive.offline import load_entry_class, make_context, run_batch
 from toolkit.bench.payloads import INPUT_KINDS, encode, first_digit
-from toolkit.mar import read_manifest, read_model_config, safe_extract
-from toolkit.offline import load_entry_class, make_context, run_batch
 
 REPEATS = 3  # forward figures are the median of this many timed runs
 

@@ -18,7 +18,6 @@ from toolkit.bench import serverstats
 from toolkit.bench.analysis import best_raw, recommend, targets
 from toolkit.bench.loadgen import Request, run_load
 from toolkit.bench.matrix import (
-    ROOT,
     ModelVariant,
     Spec,
     Target,
@@ -29,8 +28,10 @@ from toolkit.bench.matrix import (
 )
 from toolkit.bench.payloads import Payload, first_digit, write_payloads
 from toolkit.bench.servers import server_variants, start_timed, target_of, variant_config
-from toolkit.rest import ManagementClient
-from toolkit.server import LocalServer
+from toolkit.client.rest import ManagementClient
+from toolkit.paths import ROOT
+from toolkit.server.local import LocalServer
+from toolkit.server.process import free_ports
 
 Log = Callable[[str], None]
 
@@ -86,7 +87,7 @@ def config_variant_cells(config: Path, store: Path, work: Path, variant: ModelVa
     payload, spec = ctx["payloads"]["json"], ctx["spec"]
     for index, (name, overrides) in enumerate(variants_by_name.items()):
         cfg = variant_config(config, overrides, work / f"config-{index}.properties")
-        with LocalServer(cfg, work / f"run-{index}", store, [archive]) as server:
+        with LocalServer(work / f"run-{index}", cfg, store, [archive], ports=free_ports()).running() as server:
             target = target_of(server)
             warm_jvm(target, Path(archive).stem, payload, ctx["jvm_warmup_s"])
             cells = run_variant(target, variant, archive, ctx["base"], payload, spec, ctx["input_concurrencies"])
@@ -139,7 +140,7 @@ def run_local(result: dict, ctx: dict, log: Log) -> None:
                                     spec.batch_sizes, raw_threads(spec), ctx["raw_seconds"])
             log("raw forward: " + ", ".join(f"{r['forward']} t{r['threads']} b{r['batch_size']} "
                                             f"{r['images_per_s']:.0f}/s" for r in result["raw"]["forward"]))
-        server = LocalServer(ctx["config"], work / "run", ctx["store"], [ctx["shipped_archive"]])
+        server = LocalServer(work / "run", ctx["config"], ctx["store"], [ctx["shipped_archive"]], ports=free_ports())
         try:
             result["cold_start"] = start_timed(server, ctx["base"], ctx["payloads"]["json"])
             log(f"cold start: first prediction after {result['cold_start']['first_prediction_s']} s")
@@ -178,4 +179,4 @@ def run_remote(result: dict, ctx: dict, log: Log) -> None:
 def model_registered(target: Target, name: str) -> bool:
     """Whether the running server has a model `name`."""
     with ManagementClient(target.management_url, target.management_key) as mgmt:
-        return any(m["modelName"] == name for m in mgmt.list())
+        return any(m["modelName"] == name for m in mgmt.models())

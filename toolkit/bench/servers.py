@@ -11,10 +11,12 @@ from pathlib import Path
 import psutil
 import requests
 
-from toolkit.auth import KeyFileError, read_keys
 from toolkit.bench.matrix import Target
 from toolkit.bench.payloads import Payload
-from toolkit.server import LocalServer, ServerStartError, Urls, rewrite_properties
+from toolkit.client.auth import read_keys
+from toolkit.errors import KeyFileError, ServerStartError
+from toolkit.properties import Urls, rewrite_properties, url_port
+from toolkit.server.local import LocalServer
 
 # A log4j2 configuration that keeps warnings and errors only: no access log line per request, no DEBUG lines
 # per request/batch in ts_log (TorchServe 0.12's default config logs org.pytorch.serve at DEBUG, and every
@@ -71,7 +73,7 @@ def variant_config(template: Path, overrides: dict[str, str], into: Path) -> Pat
 
 def target_of(server: LocalServer) -> Target:
     """The bench Target of a started LocalServer."""
-    urls, keys = server.urls, server.keys
+    urls, keys = server.urls, server.read_keys()
     return Target(urls.inference, urls.management, urls.metrics, keys.inference, keys.management,
                   server.frontend_pid)
 
@@ -79,7 +81,7 @@ def target_of(server: LocalServer) -> Target:
 def _predict_once(server: LocalServer, model: str, payload: Payload) -> int | None:
     """HTTP status of one prediction, None while the server cannot answer yet (no key file, no listener)."""
     try:
-        keys, urls = server.keys, server.urls
+        keys, urls = server.read_keys(), server.urls
         resp = requests.post(f"{urls.inference}/predictions/{model}", data=payload.path.read_bytes(), timeout=10,
                              headers={"Authorization": f"Bearer {keys.inference}",
                                       "Content-Type": payload.content_type})
@@ -103,7 +105,7 @@ def start_timed(server: LocalServer, model: str, payload: Payload, timeout_s: fl
             raise ServerStartError(f"no 200 prediction within {timeout_s:g} s (last: {status})\n{server.log_tail()}")
         time.sleep(0.05)
     first = time.monotonic() - begin
-    server.wait_healthy(timeout_s)
+    server.wait_ready(timeout_s)
     return {"launcher_s": round(launched, 2), "first_prediction_s": round(first, 2)}
 
 
@@ -129,6 +131,6 @@ def listener_pid(port: int) -> int | None:
 def remote_target(remote: Remote) -> Target:
     """Target of a running server: keys from its key file, frontend pid from its inference port."""
     keys = read_keys(remote.key_file)
-    port = int(remote.urls.inference.rstrip("/").rsplit(":", 1)[1])
+    port = url_port(remote.urls.inference)
     return Target(remote.urls.inference, remote.urls.management, remote.urls.metrics, keys.inference,
                   keys.management, listener_pid(port))

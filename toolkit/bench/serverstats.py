@@ -11,42 +11,18 @@ Deltas of the counters between two scrapes give per-request means over exactly o
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
 import psutil
-import requests
 
-SAMPLE = re.compile(r"^(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)")
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+from toolkit.client.metrics import Sample
+
 COUNTERS = ("ts_inference_requests_total", "ts_inference_latency_microseconds", "ts_queue_latency_microseconds")
 GAUGES = ("QueueTime", "WorkerThreadTime", "PredictionTime", "HandlerTime")
 
 
-def parse_prometheus(text: str) -> list[tuple[str, dict[str, str], float]]:
-    """Prometheus text exposition -> (metric name, labels, value) per sample line; comments skipped."""
-    samples = []
-    for line in text.splitlines():
-        match = SAMPLE.match(line)
-        if not match or line.startswith("#"):
-            continue
-        try:
-            value = float(match["value"])
-        except ValueError:
-            continue
-        samples.append((match["name"], dict(LABEL.findall(match["labels"] or "")), value))
-    return samples
-
-
-def scrape(metrics_url: str, timeout_s: float = 10.0) -> list[tuple[str, dict[str, str], float]]:
-    """The samples of `<metrics_url>/metrics` (TorchServe asks no token there)."""
-    resp = requests.get(f"{metrics_url.rstrip('/')}/metrics", timeout=timeout_s)
-    resp.raise_for_status()
-    return parse_prometheus(resp.text)
-
-
-def model_counters(samples: list[tuple[str, dict[str, str], float]], model: str) -> dict[str, float]:
+def model_counters(samples: list[Sample], model: str) -> dict[str, float]:
     """The three frontend counters of `model` (all versions summed)."""
     out = dict.fromkeys(COUNTERS, 0.0)
     for name, labels, value in samples:
@@ -55,7 +31,7 @@ def model_counters(samples: list[tuple[str, dict[str, str], float]], model: str)
     return out
 
 
-def model_gauges(samples: list[tuple[str, dict[str, str], float]], model: str) -> dict[str, float]:
+def model_gauges(samples: list[Sample], model: str) -> dict[str, float]:
     """Last values of the gauges: backend ones for `model`, frontend ones (no model label) as they are."""
     out: dict[str, float] = {}
     for name, labels, value in samples:

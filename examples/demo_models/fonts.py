@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from toolkit.digits import to_mnist_layout
+from examples.demo_models.digits import to_mnist_layout
 
 FontLoader = Callable[[int], ImageFont.FreeTypeFont | ImageFont.ImageFont]
 

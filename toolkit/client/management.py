@@ -1,22 +1,18 @@
 """The TorchServe management surface shared by the REST and gRPC clients, so `manage` drives either one.
 
-`toolkit.rest.ManagementClient` and `toolkit.grpc_client.GrpcClient` both satisfy `ManagementApi`. Answers
-are parsed JSON in the shapes of TorchServe's REST API, whatever the protocol:
+`toolkit.client.rest.ManagementClient` and `toolkit.client.grpc.GrpcManagementClient` both satisfy `ManagementApi`.
+Answers are parsed JSON in the shapes of TorchServe's REST API, whatever the protocol:
 - register / unregister / scale / set_default: `{"status": "<TorchServe's sentence>"}` (gRPC carries the same
   sentence as plain text, e.g. `Model "mnist" Version: 2.0 registered with 1 initial workers`);
 - describe / versions: a list of version descriptions (`modelName`, `modelVersion`, `minWorkers`, `workers`...);
-- list: every registered model, all pages, as `[{"modelName", "modelUrl"}, ...]`.
-Failures raise `toolkit.client_errors.ServerError` with an HTTP(-like) status.
+- models: every registered model, all pages, as `[{"modelName", "modelUrl"}, ...]`.
+Failures raise `toolkit.errors.ServerError` with an HTTP(-like) status.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
-
-
-class UnsupportedRequestError(ValueError):
-    """A request the chosen protocol cannot carry, refused before anything is sent (e.g. scaling to 0
-    workers over gRPC, which TorchServe 0.12 reads as 1)."""
 
 
 class ManagementApi(Protocol):
@@ -62,6 +58,18 @@ class ManagementApi(Protocol):
         """Release the connections."""
         ...
 
-    def list(self) -> list[dict]:  # last: inside the class body, `list` names this method from here on
+    def models(self) -> list[dict]:
         """Every registered model, all pages."""
         ...
+
+
+def all_versions(mgmt: ManagementApi) -> Iterator[dict]:
+    """The description of every registered version of every model (one `versions` call per model)."""
+    for model in mgmt.models():
+        yield from mgmt.versions(model["modelName"])
+
+
+def worker_pids(mgmt: ManagementApi, model: str, version: str | None = None) -> list[int]:
+    """Pids of the workers of one model version (default version when None), from describe."""
+    (desc,) = mgmt.describe(model, version)
+    return [int(w["pid"]) for w in desc.get("workers", []) if w.get("pid")]

@@ -15,25 +15,21 @@ running in a worker without any other activity is assumed finished after that ti
 twice the longest last batch TorchServe reports), or until `deadline_s`; then it stops the server
 (`LocalServer.stop`). What is still in flight at the deadline is cut exactly as by a plain stop.
 
-    python -m toolkit.drain [--run-dir .ts_run] [--deadline 30] [--quiet 2]
+    python -m toolkit.server stop [--run-dir .ts_run] [--drain-deadline 30] [--quiet 2]
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import requests
 
-from toolkit.auth import KeyFileError
-from toolkit.bench.serverstats import scrape
-from toolkit.client_errors import ServerError
-from toolkit.rest import ManagementClient, ServerUnreachableError
-from toolkit.server import DEFAULT_CONFIG, LocalServer, default_run_dir, project_root
+from toolkit.client.management import ManagementApi, all_versions
+from toolkit.client.metrics import scrape
+from toolkit.errors import KeyFileError, ServerError, ServerUnreachableError
+from toolkit.server.local import LocalServer
 
 UNOBSERVABLE = (KeyFileError, ServerError, ServerUnreachableError, requests.RequestException)
 
@@ -63,12 +59,9 @@ class DrainReport:
     was_running: bool
 
 
-def observe(mgmt: ManagementClient, metrics_url: str) -> Activity:
+def observe(mgmt: ManagementApi, metrics_url: str) -> Activity:
     """Queue lengths from the management API and counters from the metrics endpoint."""
-    pending = 0
-    for model in mgmt.list():
-        for desc in mgmt.versions(model["modelName"]):
-            pending += int(desc.get("jobQueueStatus", {}).get("pendingRequests", 0))
+    pending = sum(int(d.get("jobQueueStatus", {}).get("pendingRequests", 0)) for d in all_versions(mgmt))
     arrivals = latency = longest_ms = 0.0
     for name, _labels, value in scrape(metrics_url):
         if name == "ts_inference_requests_total":
@@ -117,25 +110,3 @@ def drain_and_stop(server: LocalServer, deadline_s: float = 30.0, quiet_s: float
     waited = round(time.monotonic() - start, 3)
     server.stop()
     return DrainReport(idle=idle, waited_s=waited, pending_at_stop=pending, was_running=True)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m toolkit.drain", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-dir", default=str(default_run_dir()), help="run directory of the server")
-    parser.add_argument("--deadline", type=float, default=30.0, help="seconds to wait for idle at most")
-    parser.add_argument("--quiet", type=float, default=2.0, help="seconds without activity that mean idle")
-    args = parser.parse_args(argv)
-    server = LocalServer(project_root() / DEFAULT_CONFIG, Path(args.run_dir), project_root() / "model_store")
-    pid = server.running_pid()
-    if pid is None:
-        print(f"no TorchServe running from {server.run_dir}")
-        return 0
-    report = drain_and_stop(server, args.deadline, args.quiet)
-    verdict = "idle" if report.idle else f"deadline of {args.deadline:g} s reached"
-    print(f"TorchServe (pid {pid}) from {server.run_dir} stopped after {report.waited_s:g} s of draining ({verdict})")
-    print(asdict(report))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Small synchronous clients for TorchServe's REST inference and management APIs (token auth on).
 
-Every non-2xx answer raises `toolkit.client_errors.ServerError` carrying TorchServe's (or our handler's)
+Every non-2xx answer raises `toolkit.errors.ServerError` carrying TorchServe's (or our handler's)
 status, error type and message; a server that cannot be reached raises `ServerUnreachableError`.
 """
 
@@ -12,12 +12,9 @@ from urllib.parse import quote
 
 import requests
 
-from toolkit.auth import auth_header
-from toolkit.client_errors import ServerError, error_from_body
-
-
-class ServerUnreachableError(ConnectionError):
-    """No HTTP answer at all: connection refused, reset or timed out. The message names the URL."""
+from toolkit.client.auth import auth_header
+from toolkit.client.error_body import error_from_body
+from toolkit.errors import ServerUnreachableError
 
 
 def _segment(value: str) -> str:
@@ -154,7 +151,7 @@ class ManagementClient(_Client):
         """Make `version` the version served by /predictions/<name>."""
         return self._call("PUT", f"{self._model_path(name, version)}/set-default").json()
 
-    def list(self) -> list[dict]:
+    def models(self) -> list[dict]:
         """Every registered model as `{"modelName", "modelUrl"}` (default version's archive), all pages."""
         models: list[dict] = []
         params: dict[str, Any] = {"limit": 100}
@@ -171,5 +168,3 @@ class ManagementClient(_Client):
         path = f"/models/{_segment(name)}"
         return path if version is None else f"{path}/{_segment(version)}"
 
-
-__all__ = ["InferenceClient", "ManagementClient", "ServerError", "ServerUnreachableError", "decode_body"]

@@ -24,24 +24,17 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from pathlib import Path
 from typing import Any
 
-from toolkit.auth import KeyFileError, read_keys
-from toolkit.client_errors import ServerError
-from toolkit.diagnose import register_explained
-from toolkit.management_api import ManagementApi, UnsupportedRequestError
-from toolkit.rest import ManagementClient, ServerUnreachableError
-from toolkit.server import default_key_file, default_urls
+from toolkit.cli.common import error_line, import_grpc, key_file_of
+from toolkit.client.auth import read_keys
+from toolkit.client.management import ManagementApi
+from toolkit.client.rest import ManagementClient
+from toolkit.errors import ToolkitError
+from toolkit.properties import default_urls
+from toolkit.server.diagnose import register_explained
 
-EXIT_SERVER = 1
-EXIT_CLIENT = 2
-
-Handler = Callable[[ManagementApi, argparse.Namespace], Any]
-
-
-class GrpcUnavailableError(RuntimeError):
-    """--grpc was asked for but toolkit.grpc_client (or its generated stubs) cannot be imported."""
+Command = Callable[[ManagementApi, argparse.Namespace], Any]
 
 
 def _register(client: ManagementApi, args: argparse.Namespace) -> Any:
@@ -63,14 +56,14 @@ def _describe(client: ManagementApi, args: argparse.Namespace) -> Any:
     return client.versions(args.name) if args.all else client.describe(args.name, args.version)
 
 
-HANDLERS: dict[str, Handler] = {
+COMMANDS: dict[str, Command] = {
     "register": _register,
     "unregister": lambda c, a: c.unregister(a.name, a.version),
     "scale": lambda c, a: c.scale(a.name, a.min, a.max, a.version, synchronous=not a.no_wait),
     "describe": _describe,
     "versions": lambda c, a: c.versions(a.name),
     "set-default": lambda c, a: c.set_default(a.name, a.version),
-    "list": lambda c, a: c.list(),
+    "list": lambda c, a: c.models(),
 }
 
 
@@ -144,55 +137,21 @@ def connect(args: argparse.Namespace, key: str) -> ManagementApi:
     """The management client the arguments ask for: REST by default, gRPC with --grpc."""
     if not args.grpc:
         return ManagementClient(args.management_url or default_urls().management, key, args.timeout)
-    try:  # imported only here: the gRPC stubs are generated at install time
-        from toolkit.grpc_client import GrpcClient
-    except ImportError as exc:
-        raise GrpcUnavailableError(f"--grpc is unavailable: {exc}") from exc
+    grpc = import_grpc()
     address = args.grpc_address or default_urls().grpc_management
-    return GrpcClient(management_address=address, management_key=key, timeout_s=args.timeout)
-
-
-def _is_key_refusal(exc: ServerError) -> bool:
-    """TorchServe refused the token: REST says 400 InvalidKeyException, gRPC 403 "Token Authorization failed"."""
-    return exc.kind == "InvalidKeyException" or (exc.status == 403 and exc.message.startswith("Token Authorization"))
-
-
-def _hint(exc: Exception, key_file: Path | None, command: str) -> str:
-    """A parenthesised hint where TorchServe's own message misleads; "" when none."""
-    if isinstance(exc, ServerError) and _is_key_refusal(exc) and key_file is not None:
-        return f" (key from {key_file}; keys change at every server start and expire)"
-    if isinstance(exc, ServerError) and command == "register" and "Failed to start workers" in exc.message:
-        return " (TorchServe may keep the model registered without workers: check `manage list` and unregister it)"
-    if isinstance(exc, ServerUnreachableError) or (isinstance(exc, ServerError) and exc.kind == "UNAVAILABLE"):
-        return " (is TorchServe running? start it with `make serve`)"
-    return ""
-
-
-def error_line(exc: Exception, key_file: Path | None = None, command: str = "") -> str:
-    """The one stderr line for a failure, with a hint where TorchServe's own message misleads."""
-    return f"error: {exc}{_hint(exc, key_file, command)}"
-
-
-def exit_code(exc: Exception) -> int:
-    """2 for a 4xx answer or a request the protocol cannot carry, 1 for anything else."""
-    if isinstance(exc, UnsupportedRequestError):
-        return EXIT_CLIENT
-    return EXIT_CLIENT if isinstance(exc, ServerError) and 400 <= exc.status < 500 else EXIT_SERVER
-
-
-FAILURES = (ServerError, ServerUnreachableError, KeyFileError, UnsupportedRequestError, GrpcUnavailableError)
+    return grpc.GrpcClient(management_address=address, management_key=key, timeout_s=args.timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    key_file = Path(args.key_file) if args.key_file else default_key_file()
+    key_file = key_file_of(args.key_file)
     args.log_dir = key_file.parent / "logs"  # LocalServer's run dir: key file and logs/ side by side
     try:
         with closing(connect(args, read_keys(key_file).management)) as client:
-            answer = HANDLERS[args.command](client, args)
-    except FAILURES as exc:
+            answer = COMMANDS[args.command](client, args)
+    except ToolkitError as exc:
         print(error_line(exc, key_file, args.command), file=sys.stderr)
-        return exit_code(exc)
+        return exc.exit_code
     print(json.dumps(answer, indent=2))
     return 0
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Train, export and verify the example models into ``build/models/<name>/`` (``make models``).
 
 Models:
@@ -32,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit import digits, fonts
-from toolkit.architectures import MnistCNN, TabularMLP
-from toolkit.model_export import (
+from examples.demo_models import digits, fonts
+from toolkit.export.architectures import MnistCNN, TabularMLP
+from toolkit.export.torchscript import (
     check_onnx,
     check_torchscript,
     export_onnx,
@@ -43,8 +42,8 @@ from toolkit.model_export import (
     save_torchscript,
     to_torchscript,
 )
+from toolkit.paths import BUILD_MODELS
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SEED = 20240611
 HELDOUT_FRACTION = 0.2
 MNIST_MIN_ACC = 0.97
@@ -360,7 +359,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=sorted(BUILDERS), help="build just this model")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "models", help="output root")
+    parser.add_argument("--out", type=Path, default=BUILD_MODELS, help="output root")
     parser.add_argument("--seed", type=int, default=SEED, help=f"random seed (default {SEED})")
     return parser.parse_args(argv)
 

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from toolkit.auth import KeyFileError, read_keys
-from toolkit.client_errors import ServerError
-from toolkit.manage import GrpcUnavailableError, error_line, exit_code
-from toolkit.rest import InferenceClient, ServerUnreachableError, decode_body
-from toolkit.server import default_key_file, default_urls
+from toolkit.cli.common import error_line, import_grpc, key_file_of
+from toolkit.client.auth import read_keys
+from toolkit.client.rest import InferenceClient, decode_body
+from toolkit.errors import InputError, ToolkitError
+from toolkit.properties import default_urls
 
 CONTENT_TYPES = {
     ".png": "image/png",
@@ -31,10 +31,6 @@ CONTENT_TYPES = {
     ".npy": "application/x-npy",
     ".json": "application/json",
 }
-
-
-class InputError(ValueError):
-    """INPUT is neither a supported file nor inline JSON."""
 
 
 def read_input(text: str, content_type: str | None = None) -> tuple[bytes, str]:
@@ -59,12 +55,9 @@ def read_input(text: str, content_type: str | None = None) -> tuple[bytes, str]:
 
 def _predict_grpc(args: argparse.Namespace, key: str, body: bytes) -> Any:
     """One prediction over gRPC; the GrpcClient module is imported only here (needs generated stubs)."""
-    try:
-        from toolkit.grpc_client import GrpcClient
-    except ImportError as exc:
-        raise GrpcUnavailableError(f"--grpc is unavailable: {exc}") from exc
+    grpc = import_grpc()
     address = args.grpc_address or default_urls().grpc_inference
-    with GrpcClient(address, inference_key=key, timeout_s=args.timeout) as client:
+    with grpc.GrpcClient(address, inference_key=key, timeout_s=args.timeout) as client:
         return decode_body(client.predict(args.model, body, version=args.version))
 
 
@@ -98,17 +91,14 @@ def _print_answer(answer: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    key_file = Path(args.key_file) if args.key_file else default_key_file()
+    key_file = key_file_of(args.key_file)
     try:
         body, ctype = read_input(args.input, args.content_type)
         key = read_keys(key_file).inference
         answer = _predict_grpc(args, key, body) if args.grpc else _predict_rest(args, key, body, ctype)
-    except (InputError, GrpcUnavailableError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, InputError) else 1
-    except (ServerError, ServerUnreachableError, KeyFileError) as exc:
+    except ToolkitError as exc:
         print(error_line(exc, key_file), file=sys.stderr)
-        return exit_code(exc)
+        return exc.exit_code
     _print_answer(answer)
     return 0
 

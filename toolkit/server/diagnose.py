@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from toolkit.client_errors import ServerError
-from toolkit.management_api import ManagementApi
+from toolkit.client.management import ManagementApi
+from toolkit.errors import ServerError
 
 MODEL_LOG = "model_log.log"
 FAILED_TO_START = re.compile(r"Failed to start workers for model (?P<model>\S+) version: (?P<version>\S+)")

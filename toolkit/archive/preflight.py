@@ -13,22 +13,16 @@ import shutil
 import tempfile
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
-from toolkit.offline import OfflineAnswer, load_entry_class, make_context, run_batch
-
-if TYPE_CHECKING:
-    from handlers.config import ModelYaml
-    from toolkit.archive import Staged
+from handlers.config import ModelYaml
+from toolkit.archive.offline import OfflineAnswer, load_entry_class, make_context, run_batch
+from toolkit.archive.staging import Staged
+from toolkit.errors import PreflightError
 
 SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".json", ".npy")
 BAD_REQUEST = b"\x00\xffthis is neither an image nor JSON"
-
-
-class PreflightError(Exception):
-    """The handler failed its offline check; the message holds the reason or traceback."""
 
 
 def load_samples(samples_dir: Path | None) -> tuple[list[tuple[str, bytes]], dict]:

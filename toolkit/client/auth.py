@@ -12,7 +12,7 @@ mode 0600, pretty-printed JSON of this shape::
 The inference key opens the inference API (/ping included), the management key the management API;
 neither opens the other. `torchserve --stop` deletes the file.
 
-Command line: `python -m toolkit.auth [--kind inference|management] KEY_FILE` prints one key.
+Command line: `python -m toolkit.client.auth [--kind inference|management] KEY_FILE` prints one key.
 """
 
 from __future__ import annotations
@@ -24,11 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-KEY_FILE_NAME = "key_file.json"
-
-
-class KeyFileError(RuntimeError):
-    """The key file is missing or not in TorchServe's format. The message names the file."""
+from toolkit.errors import KeyFileError
 
 
 @dataclass(frozen=True)
@@ -80,8 +76,8 @@ def auth_header(key: str) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m toolkit.auth [--kind inference|management] KEY_FILE`: print one key (for curl lines)."""
-    parser = argparse.ArgumentParser(prog="python -m toolkit.auth", description="Print a TorchServe key.")
+    """`python -m toolkit.client.auth [--kind inference|management] KEY_FILE`: print one key (for curl lines)."""
+    parser = argparse.ArgumentParser(prog="python -m toolkit.client.auth", description="Print a TorchServe key.")
     parser.add_argument("key_file", help="TorchServe key_file.json")
     parser.add_argument("--kind", choices=["inference", "management"], default="inference")
     args = parser.parse_args(argv)

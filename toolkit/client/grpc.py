@@ -1,6 +1,6 @@
 """gRPC client for TorchServe 0.12: inference (default port 7070) and management (default port 7071).
 
-Stubs come from `toolkit.grpc_gen`, generated at install time by `scripts/gen_grpc.py` from `proto/`.
+Stubs come from `toolkit.client.grpc_gen`, generated at install time by `scripts/gen_grpc.py` from `proto/`.
 
 Error contract (same `ServerError` as the REST client):
 - A handler's per-request error travels as a successful call whose prediction bytes are the JSON error
@@ -12,7 +12,7 @@ Error contract (same `ServerError` as the REST client):
   answer 4xx (unknown model or version on Predictions, missing model name), it also fixes the status.
 - Without or with a wrong token TorchServe 0.12 answers PERMISSION_DENIED -> 403 (REST answers 400 InvalidKeyException).
 
-Management answers have the REST API's shapes (`toolkit.management_api.ManagementApi`): TorchServe's gRPC
+Management answers have the REST API's shapes (`toolkit.client.management.ManagementApi`): TorchServe's gRPC
 `msg` is a plain sentence for register/scale/set-default/unregister, returned as `{"status": msg}`, and JSON
 for describe/list, returned parsed.
 """
@@ -28,19 +28,19 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from toolkit.client_errors import ServerError, parse_error_body
-from toolkit.management_api import UnsupportedRequestError
+from toolkit.client.error_body import parse_error_body
+from toolkit.errors import ServerError, UnsupportedRequestError
 
 try:
-    from toolkit.grpc_gen import inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc
+    from toolkit.client.grpc_gen import inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc
 except ImportError as exc:  # the package is generated at install time, never lazily
     raise ImportError(
-        "toolkit.grpc_gen is missing or stale: run `.venv/bin/python scripts/gen_grpc.py` (install step)"
+        "toolkit.client.grpc_gen is missing or stale: run `.venv/bin/python scripts/gen_grpc.py` (install step)"
     ) from exc
 
 # gRPC status -> HTTP status. Inverse of TorchServe's GRPCUtils.getGRPCStatusCode (409 -> ABORTED,
 # 416 -> OUT_OF_RANGE, 499 -> CANCELLED, 501 -> UNIMPLEMENTED, 504 -> DEADLINE_EXCEEDED) plus the
-# codes of `toolkit.client_errors.HTTP_TO_GRPC`. RESOURCE_EXHAUSTED is resolved by `http_status_for`.
+# codes of our handlers' error mapping. RESOURCE_EXHAUSTED is resolved by `http_status_for`.
 GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.FAILED_PRECONDITION: 400,
@@ -144,8 +144,8 @@ class GrpcClient:
     calls then raise ValueError). Keys are the "inference"/"management" keys of TorchServe's key_file.json,
     sent as `authorization: Bearer <key>`; None sends no token (servers run with token auth disabled).
     `timeout_s` is the deadline of every call, in seconds. Every failure is raised as
-    `toolkit.client_errors.ServerError` (see the module docstring). Satisfies
-    `toolkit.management_api.ManagementApi`.
+    `toolkit.errors.ServerError` (see the module docstring). Satisfies
+    `toolkit.client.management.ManagementApi`.
     """
 
     def __init__(
@@ -340,7 +340,7 @@ class GrpcClient:
         request = management_pb2.ListModelsRequest(limit=limit, next_page_token=next_page_token)
         return json.loads(self._manage("ListModels", request))
 
-    def list(self) -> list[dict]:  # last: inside the class body, `list` names this method from here on
+    def models(self) -> list[dict]:
         """Every registered model as `{"modelName", "modelUrl"}` (default version's archive), all pages."""
         models: list[dict] = []
         token = 0

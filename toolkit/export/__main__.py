@@ -1,9 +1,8 @@
-#!/usr/bin/env python
 """Turn a ``state_dict`` checkpoint of a known architecture into TorchScript (and optionally ONNX).
 
 The checkpoint must be a plain ``torch.save(model.state_dict(), path)`` file; it is read with
 ``torch.load(..., weights_only=True)`` (no pickled code is executed). Known architectures are the
-keys of ``toolkit.architectures.ARCHITECTURES`` (``mnist_cnn``, ``tabular_mlp``); for
+keys of ``toolkit.export.architectures.ARCHITECTURES`` (``mnist_cnn``, ``tabular_mlp``); for
 ``tabular_mlp`` the feature ``mean``/``std`` buffers come from the checkpoint.
 
 Checks: the saved TorchScript file is reloaded and its outputs must equal the eager module's on
@@ -12,7 +11,7 @@ random inputs of the architecture's shape (``torch.allclose``, rtol 1e-5, atol 1
 ``onnx.checker`` and run in onnxruntime (CPU) against the TorchScript outputs (max abs diff 1e-4).
 
 Example:
-    python scripts/export_torchscript.py --arch mnist_cnn --checkpoint ckpt.pth --out model.pt \\
+    python -m toolkit.export --arch mnist_cnn --checkpoint ckpt.pth --out model.pt \\
         --onnx model.onnx
 
 Exit status: 0 on success; 2 for a bad argument, an unknown architecture, an unreadable checkpoint
@@ -27,12 +26,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from toolkit.architectures import (
+from toolkit.export.architectures import (
     ARCHITECTURES,
     StateDictMismatchError,
     UnknownArchitectureError,
 )
-from toolkit.model_export import CheckpointError, ExportCheckError, export_checkpoint
+from toolkit.export.torchscript import CheckpointError, ExportCheckError, export_checkpoint
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.architectures import INPUT_SHAPES, build_from_state_dict, create
+from toolkit.export.architectures import INPUT_SHAPES, build_from_state_dict, create
 
 if TYPE_CHECKING:
     import onnx

@@ -13,9 +13,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-
-class UnsafeArchiveError(ValueError):
-    """An archive entry would escape the extraction folder or is a link."""
+from toolkit.errors import UnsafeArchiveError
 
 
 def _check_entry(info: zipfile.ZipInfo, target: Path) -> Path:
@@ -55,6 +53,14 @@ def read_manifest(archive: Path) -> dict:
     """MAR-INF/MANIFEST.json of an archive."""
     with zipfile.ZipFile(archive) as zf:
         return json.loads(zf.read("MAR-INF/MANIFEST.json"))
+
+
+def model_name(archive: Path) -> str | None:
+    """The model name in a .mar's manifest, None if the archive cannot be read."""
+    try:
+        return str(read_manifest(archive)["model"]["modelName"])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
 
 
 def read_model_config(archive: Path) -> dict:

@@ -1,6 +1,6 @@
 """Soak test: a long open-loop run at about half the measured capacity, watching for leaks and errors.
 
-    python -m toolkit.soak [--minutes 10] [--rate RPS] [--warmup-s S] [--out DIR]      (`make soak`)
+    python -m toolkit.bench.soak [--minutes 10] [--rate RPS] [--warmup-s S] [--out DIR]      (`make soak`)
 
 Starts its own TorchServe (toolkit.server.LocalServer: the project's config/config.properties, free
 loopback ports, run dir under the output folder) with model_store/mnist.mar and tabular.mar. Without
@@ -34,8 +34,11 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-from toolkit.auth import auth_header
-from toolkit.server import DEFAULT_CONFIG, LocalServer, project_root
+from toolkit.client.auth import auth_header
+from toolkit.client.management import all_versions
+from toolkit.paths import BUILD_MODELS, ROOT
+from toolkit.server.local import LocalServer
+from toolkit.server.process import free_ports
 
 GROWTH_TARGET_PCT = 5.0
 PROBE_CONCURRENCY = 16
@@ -111,10 +114,9 @@ def worker_labels(server: LocalServer) -> dict[int, str]:
     """Worker pid -> "model version" from the management API."""
     labels = {}
     with server.management_client(timeout_s=10) as mgmt:
-        for model in mgmt.list():
-            for desc in mgmt.versions(model["modelName"]):
-                for worker in desc.get("workers", []):
-                    labels[int(worker["pid"])] = f"{desc['modelName']} {desc['modelVersion']}"
+        for desc in all_versions(mgmt):
+            for worker in desc.get("workers", []):
+                labels[int(worker["pid"])] = f"{desc['modelName']} {desc['modelVersion']}"
     return labels
 
 
@@ -314,7 +316,7 @@ def build_report(args: argparse.Namespace, capacity: float | None, rate: float, 
 
 async def soak(server: LocalServer, args: argparse.Namespace, mix: list[Probe]) -> dict:
     """Capacity probe (unless --rate), then the open-loop run with sampling; the report dict."""
-    url, key = server.urls.inference, server.keys.inference
+    url, key = server.urls.inference, server.read_keys().inference
     capacity = None if args.rate else await measure_capacity(url, key, mix, args.probe_s)
     rate = args.rate or capacity / 2
     print(f"capacity {capacity and round(capacity, 1)} req/s; soaking {args.minutes} min at {rate:.1f} req/s")
@@ -327,7 +329,7 @@ async def soak(server: LocalServer, args: argparse.Namespace, mix: list[Probe]) 
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m toolkit.soak", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m toolkit.bench.soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the soak (after the probe)")
     parser.add_argument("--rate", type=float, help="requests per second (default: half the measured capacity)")
     parser.add_argument("--probe-s", type=float, default=15.0, help="seconds of capacity measurement")
@@ -338,17 +340,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.warmup_s is None:  # a cold JVM's heap keeps growing for about a minute under load
         args.warmup_s = min(120.0, max(60.0, args.minutes * 60 / 5))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    args.out = args.out or project_root() / "build" / "soak" / stamp
+    args.out = args.out or ROOT / "build" / "soak" / stamp
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    root = project_root()
-    mix = request_mix(root / "build" / "models")
+    mix = request_mix(BUILD_MODELS)
     args.out.mkdir(parents=True, exist_ok=True)
-    server = LocalServer(root / DEFAULT_CONFIG, args.out / "run", root / "model_store", ["mnist.mar", "tabular.mar"])
-    with server:
+    server = LocalServer(args.out / "run", models=["mnist.mar", "tabular.mar"], ports=free_ports())
+    with server.running():
         report = asyncio.run(soak(server, args, mix))
     (args.out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     print_report(report)

@@ -1,0 +1,1 @@
+"""Examples built on the toolkit; nothing that ships imports them."""

@@ -1,0 +1,134 @@
+"""TorchServe's config.properties: read it, rewrite some keys, and the listener ports and URLs it names.
+
+Shared by the clients (default URLs of the `make serve` server), the local server (which rewrites addresses,
+ports and model_store per run directory) and the benchmark. Imports nothing of the project but `paths`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolkit.paths import CONFIG_PROPERTIES
+
+LOOPBACK = "127.0.0.1"
+
+
+def _line_key(line: str) -> str | None:
+    """The key of a `key=value` properties line; None for blanks and comments."""
+    stripped = line.strip()
+    if not stripped or stripped[0] in "#!" or "=" not in stripped:
+        return None
+    return stripped.split("=", 1)[0].strip()
+
+
+def read_properties(path: str | Path) -> dict[str, str]:
+    """The `key=value` pairs of a properties file, values stripped (no escape or continuation handling;
+    our config uses neither for the keys read here)."""
+    props: dict[str, str] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        key = _line_key(line)
+        if key is not None:
+            props[key] = line.split("=", 1)[1].strip()
+    return props
+
+
+def rewrite_properties(text: str, overrides: dict[str, str]) -> str:
+    """`text` with the value of each key in `overrides` replaced (missing keys appended); every other
+    line, comments included, kept verbatim."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for line in text.splitlines():
+        key = _line_key(line)
+        if key in overrides:
+            out.append(f"{key}={overrides[key]}")
+            seen.add(key)
+        else:
+            out.append(line)
+    missing = [f"{key}={value}" for key, value in overrides.items() if key not in seen]
+    if missing:
+        out += ["", "# added by toolkit.properties", *missing]
+    return "\n".join(out) + "\n"
+
+
+def url_port(url: str) -> int:
+    """The port of a TorchServe listener address like http://127.0.0.1:8080."""
+    return int(url.rstrip("/").rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The five TCP ports of one TorchServe."""
+
+    inference: int
+    management: int
+    metrics: int
+    grpc_inference: int
+    grpc_management: int
+
+    def all(self) -> list[int]:
+        """The ports in field order."""
+        return [self.inference, self.management, self.metrics, self.grpc_inference, self.grpc_management]
+
+    @classmethod
+    def from_properties(cls, props: dict[str, str]) -> Ports:
+        """The ports a config names, with TorchServe's defaults for missing keys."""
+        return cls(
+            inference=url_port(props.get("inference_address", "http://127.0.0.1:8080")),
+            management=url_port(props.get("management_address", "http://127.0.0.1:8081")),
+            metrics=url_port(props.get("metrics_address", "http://127.0.0.1:8082")),
+            grpc_inference=int(props.get("grpc_inference_port", "7070")),
+            grpc_management=int(props.get("grpc_management_port", "7071")),
+        )
+
+    @classmethod
+    def from_config(cls, path: str | Path) -> Ports:
+        """The ports a config file names."""
+        return cls.from_properties(read_properties(path))
+
+    def overrides(self, model_store: Path) -> dict[str, str]:
+        """config.properties values binding these ports on loopback and pointing at `model_store`."""
+        return {
+            "inference_address": f"http://{LOOPBACK}:{self.inference}",
+            "management_address": f"http://{LOOPBACK}:{self.management}",
+            "metrics_address": f"http://{LOOPBACK}:{self.metrics}",
+            "grpc_inference_address": LOOPBACK,
+            "grpc_inference_port": str(self.grpc_inference),
+            "grpc_management_address": LOOPBACK,
+            "grpc_management_port": str(self.grpc_management),
+            "model_store": str(model_store),
+        }
+
+
+@dataclass(frozen=True)
+class Urls:
+    """Base URLs of the REST listeners and `host:port` of the gRPC ones."""
+
+    inference: str
+    management: str
+    metrics: str
+    grpc_inference: str
+    grpc_management: str
+
+    @classmethod
+    def for_ports(cls, ports: Ports) -> Urls:
+        return cls(
+            inference=f"http://{LOOPBACK}:{ports.inference}",
+            management=f"http://{LOOPBACK}:{ports.management}",
+            metrics=f"http://{LOOPBACK}:{ports.metrics}",
+            grpc_inference=f"{LOOPBACK}:{ports.grpc_inference}",
+            grpc_management=f"{LOOPBACK}:{ports.grpc_management}",
+        )
+
+    @classmethod
+    def from_config(cls, path: str | Path) -> Urls:
+        """The URLs a config file names (always on 127.0.0.1, as LocalServer binds them)."""
+        return cls.for_ports(Ports.from_config(path))
+
+
+def default_urls() -> Urls:
+    """URLs of the `make serve` server: those of the project's config/config.properties (TorchServe's
+    defaults when there is no such file)."""
+    if CONFIG_PROPERTIES.is_file():
+        return Urls.from_config(CONFIG_PROPERTIES)
+    return Urls.for_ports(Ports.from_properties({}))

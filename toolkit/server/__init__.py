@@ -1,0 +1,11 @@
+"""One local TorchServe 0.12 process: its run directory, launch, readiness, drain and stop.
+
+    local.py      LocalServer: files of a run directory, start, stop, `running()` context
+    process.py    java, free ports, signalling processes by pid
+    health.py     readiness: /ping healthy and every registered version with its minWorkers READY
+    drain.py      wait until nothing is queued or running, then stop
+    diagnose.py   the worker's own exception behind a failed model load
+    __main__.py   python -m toolkit.server start|stop|status|ready
+
+Nothing here is imported at package import: `import toolkit.server.diagnose` does not pull in psutil.
+"""

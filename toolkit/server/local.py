@@ -1,0 +1,234 @@
+"""`LocalServer`: one TorchServe 0.12 whose files all live in its own run directory.
+
+`LocalServer` is the one way this project starts TorchServe (`make serve`, e2e tests, benchmarks, soak).
+Several can run side by side:
+
+    <run_dir>/config.properties    the project config with addresses, ports and model_store replaced
+    <run_dir>/.model_server.pid    frontend pid (`torchserve --start` writes it to $TMPDIR = run dir,
+                                   and `torchserve --stop` reads it from there)
+    <run_dir>/key_file.json        token keys (TorchServe writes them to its working directory = run dir)
+    <run_dir>/logs/                ts_log.log, model_log.log, access_log.log, metrics logs, stdout.log
+    <run_dir>/models/, .ts.sock.*  unpacked archives and worker sockets (java.io.tmpdir, from $TEMP)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import psutil
+
+from toolkit.archive.mar import model_name
+from toolkit.client.auth import Keys, read_keys
+from toolkit.client.rest import InferenceClient, ManagementClient
+from toolkit.errors import KeyFileError, ServerAlreadyRunningError, ServerStartError
+from toolkit.paths import CONFIG_PROPERTIES, KEY_FILE_NAME, MODEL_STORE
+from toolkit.polling import poll_until
+from toolkit.properties import Ports, Urls, rewrite_properties
+from toolkit.server.health import health_problem
+from toolkit.server.process import alive, check_ports_free, find_java, stop_family, tail
+
+PID_FILE_NAME = ".model_server.pid"
+FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
+READY_TIMEOUT_S = 180.0  # JVM start plus one Python import per worker, on 2 busy cores
+
+
+class LocalServer:
+    """One TorchServe whose files, pid file and keys all live in `run_dir`.
+
+    config: the template config.properties (only addresses, ports and model_store are changed).
+    model_store: directory of .mar files. models: what to load at start, TorchServe `--models` entries
+    (`file.mar`, named by its manifest, or `name=file.mar`); empty for none.
+    ports: the five listener ports; None (the default, also the CLI's) takes the config's own.
+    `with server.running(timeout_s):` starts, waits until ready and stops on exit.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        config: str | Path = CONFIG_PROPERTIES,
+        model_store: str | Path = MODEL_STORE,
+        models: Sequence[str] = (),
+        ports: Ports | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir).resolve()
+        self.config = Path(config).resolve()
+        self.model_store = Path(model_store).resolve()
+        self.models = list(models)
+        self.ports = ports or Ports.from_config(self.config)
+
+    # -- files of the run dir --
+
+    @property
+    def config_path(self) -> Path:
+        """The rewritten config.properties this server runs with."""
+        return self.run_dir / "config.properties"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def key_file(self) -> Path:
+        return self.run_dir / KEY_FILE_NAME
+
+    @property
+    def urls(self) -> Urls:
+        """Listener URLs of this server (all on 127.0.0.1)."""
+        return Urls.for_ports(self.ports)
+
+    def read_keys(self) -> Keys:
+        """The server's inference and management keys (KeyFileError until TorchServe wrote them)."""
+        return read_keys(self.key_file)
+
+    def inference_client(self, timeout_s: float = 60.0) -> InferenceClient:
+        """A REST inference client of this server, with its key."""
+        return InferenceClient(self.urls.inference, self.read_keys().inference, timeout_s)
+
+    def management_client(self, timeout_s: float = 300.0) -> ManagementClient:
+        """A REST management client of this server, with its key."""
+        return ManagementClient(self.urls.management, self.read_keys().management, timeout_s)
+
+    @property
+    def frontend_pid(self) -> int | None:
+        """The pid in the run dir's pid file, None when there is none."""
+        try:
+            return int((self.run_dir / PID_FILE_NAME).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _frontend_process(self) -> psutil.Process | None:
+        """The live TorchServe frontend of this run dir: pid file pid, a ModelServer JVM, cwd = run dir."""
+        pid = self.frontend_pid
+        if pid is None:
+            return None
+        try:
+            proc = psutil.Process(pid)
+            ours = FRONTEND_CLASS in proc.cmdline() and Path(proc.cwd()).resolve() == self.run_dir
+        except psutil.Error:
+            return None
+        return proc if ours and alive(proc) else None
+
+    def running_pid(self) -> int | None:
+        """The frontend pid while this run dir's server is alive, else None (a stale pid file gives None)."""
+        proc = self._frontend_process()
+        return proc.pid if proc is not None else None
+
+    def is_running(self) -> bool:
+        """True while this run dir's frontend is alive."""
+        return self.running_pid() is not None
+
+    def log_tail(self, lines: int = 40) -> str:
+        """Last lines of ts_log.log and model_log.log, for error messages."""
+        return "\n".join(f"--- {n} ---\n{tail(self.log_dir / n, lines)}" for n in ("ts_log.log", "model_log.log"))
+
+    def expected_models(self) -> set[str]:
+        """Names of the models given at start (from `name=` or the archive's manifest)."""
+        names = {e.split("=", 1)[0] if "=" in e else model_name(self.model_store / e) for e in self.models}
+        return {name for name in names if name}
+
+    # -- start --
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("TS_CONFIG_FILE", None)  # would take precedence over --ts-config
+        env.update(
+            TMPDIR=str(self.run_dir),  # launcher's pid file location (tempfile.gettempdir())
+            TEMP=str(self.run_dir),  # -> -Djava.io.tmpdir: unpacked models, worker sockets
+            LOG_LOCATION=str(self.log_dir),
+            METRICS_LOCATION=str(self.log_dir),
+        )
+        return env
+
+    def _launcher(self, *args: str) -> list[str]:
+        """The `torchserve` launcher of this interpreter's environment with `args`."""
+        return [sys.executable, "-m", "ts.model_server", *args]
+
+    def _prepare(self) -> None:
+        """Check java, ports and store; write the run dir's config; clear files of an earlier run."""
+        find_java()
+        proc = self._frontend_process()
+        if proc is not None:
+            raise ServerAlreadyRunningError(f"TorchServe is already running from {self.run_dir} (pid {proc.pid})")
+        if not self.model_store.is_dir():
+            raise ServerStartError(f"model store not found: {self.model_store}")
+        check_ports_free(self.ports.all())
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.key_file.unlink(missing_ok=True)  # a stale one would be read before the new one is written
+        shutil.rmtree(self.run_dir / "models", ignore_errors=True)  # archives unpacked by an earlier run
+        text = rewrite_properties(self.config.read_text(encoding="utf-8"), self.ports.overrides(self.model_store))
+        self.config_path.write_text(text, encoding="utf-8")
+
+    def start(self) -> LocalServer:
+        """Launch TorchServe in the background (returns once the JVM is spawned; see wait_ready)."""
+        self._prepare()
+        args = ["--start", "--ncs", "--ts-config", str(self.config_path), "--model-store", str(self.model_store)]
+        if self.models:
+            args += ["--models", *self.models]
+        with open(self.log_dir / "stdout.log", "ab") as out:
+            done = subprocess.run(
+                self._launcher(*args), cwd=self.run_dir, env=self._env(), stdout=out, stderr=subprocess.STDOUT,
+                timeout=120, check=False,
+            )
+        if done.returncode != 0 or self.frontend_pid is None:
+            raise ServerStartError(
+                f"torchserve --start failed (exit {done.returncode})\n{tail(self.log_dir / 'stdout.log', 20)}"
+            )
+        return self
+
+    # -- readiness --
+
+    def health_problem(self) -> str | None:
+        """None when ready (see toolkit.server.health), else what is still missing."""
+        try:
+            keys = self.read_keys()
+        except KeyFileError as exc:
+            return str(exc)
+        return health_problem(self.urls, keys, self.expected_models())
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Block until ready. ServerStartError with the log tail when the frontend exits or `timeout_s` passes."""
+        last: list[str | None] = [None]
+
+        def ready_or_gone() -> bool:
+            if not self.is_running():
+                raise ServerStartError(f"TorchServe in {self.run_dir} exited during start-up\n{self.log_tail()}")
+            last[0] = self.health_problem()
+            return last[0] is None
+
+        if not poll_until(ready_or_gone, timeout_s, every_s=0.5):
+            raise ServerStartError(
+                f"TorchServe in {self.run_dir} not ready after {timeout_s:g} s: {last[0]}\n{self.log_tail()}"
+            )
+
+    # -- stop --
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Stop this run dir's server: `torchserve --stop` (same TMPDIR/cwd), wait for the frontend to
+        exit, then terminate/kill by pid only what is still alive of the frontend and its workers."""
+        proc = self._frontend_process()
+        if proc is not None:
+            family = [proc, *proc.children(recursive=True)]
+            with contextlib.suppress(subprocess.TimeoutExpired):  # escalation below handles a stuck launcher
+                subprocess.run(
+                    self._launcher("--stop"), cwd=self.run_dir, env=self._env(), capture_output=True, timeout=60,
+                    check=False,
+                )
+            stop_family(family, timeout_s)
+            self.key_file.unlink(missing_ok=True)
+        (self.run_dir / PID_FILE_NAME).unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def running(self, timeout_s: float = READY_TIMEOUT_S) -> Iterator[LocalServer]:
+        """Start, wait until ready (stopping again if that fails), yield, and stop on exit."""
+        self.start()
+        try:
+            self.wait_ready(timeout_s)
+            yield self
+        finally:
+            self.stop()
