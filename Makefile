@@ -1,52 +1,90 @@
-# TorchServe handler and model-archive toolkit. Every target delegates to a script or tool.
-# `make help` lists them. MODEL=<name> and VERSION=<v> narrow `make archive`.
+# TorchServe handler and model-archive toolkit. Make owns the build graph: each file below is rebuilt when one of
+# its inputs is newer, and only then (`make -n serve` prints the plan). Every recipe is one call of a script or tool.
+# `make help` lists the targets and the variables they read.
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 MODEL ?=
 VERSION ?=
 
-.PHONY: help install models archive serve stop status test test-unit test-integration test-e2e lint bench soak clean
+# --- the build graph -----------------------------------------------------------------------------------------
+VENV := .venv/.installed
+GRPC_STUBS := toolkit/client/grpc_gen/__init__.py
+# What the demo-model build runs: examples/demo_models and the export code it calls. One
+# `build_models --only <name>` run rewrites build/models/<name>/ whole; its .built stamp marks it complete.
+DEMO_SRC := $(wildcard examples/demo_models/*.py) $(wildcard toolkit/export/*.py) toolkit/paths.py
+DEMO_MODELS := mnist tabular
+MODEL_BUILDS := $(DEMO_MODELS:%=build/models/%/.built)
+# What goes into every archive besides its YAML and model file: the handlers package and the archive tool.
+ARCHIVE_SRC := $(wildcard handlers/*.py) $(wildcard toolkit/archive/*.py) toolkit/paths.py toolkit/errors.py
+ARCHIVES := $(patsubst config/models/%.yaml,model_store/%.mar,$(wildcard config/models/*.yaml))
+# archive.model_file of a model YAML (a project-relative path, read without Python so `make help` needs no venv),
+# and what make tracks for it: a demo model's build stamp, or the file itself (a model of your own).
+yaml_model_file = $(shell awk '$$1 == "model_file:" { gsub(/["\047]/, "", $$2); print $$2; exit }' $(1))
+model_input = $(if $(filter $(MODEL_BUILDS),$(dir $(1)).built),$(dir $(1)).built,$(1))
 
-help: ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
-
-install: ## create .venv with the pinned dependencies and generated gRPC stubs
+# The venv is an order-only prerequisite of models and archives: reinstalling it (any pyproject.toml edit)
+# retrains and re-archives nothing.
+$(VENV): pyproject.toml
 	@bash scripts/install.sh
 
-models: install ## train and export the example models into build/models/ (~2 min)
-	@$(PY) -m examples.demo_models.build_models
+$(GRPC_STUBS): $(wildcard proto/*.proto) scripts/gen_grpc.py $(VENV)
+	@$(PY) scripts/gen_grpc.py && touch $@
 
-archive: install ## validate config/models/*.yaml, preflight, write model_store/*.mar (MODEL=, VERSION=)
-	@$(PY) -m toolkit.archive $(if $(MODEL),--model $(MODEL)) $(if $(VERSION),--version $(VERSION))
+build/models/%/.built: $(DEMO_SRC) | $(VENV)
+	$(PY) -m examples.demo_models.build_models --only $* && touch $@
 
-serve: ## set up, build, archive, start TorchServe on config/config.properties, print a prediction
+.SECONDEXPANSION:
+model_store/%.mar: config/models/%.yaml $$(call model_input,$$(call yaml_model_file,config/models/$$*.yaml)) $(ARCHIVE_SRC) | $(VENV)
+	$(PY) -m toolkit.archive --model $*
+
+# --- targets ---------------------------------------------------------------------------------------------------
+.PHONY: help install models archive serve stop status test test-unit test-integration test-e2e lint bench soak clean
+
+help: ## list the targets and the variables they read
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+	@grep -E '^#= ' $(MAKEFILE_LIST) | cut -c4-
+
+#= variables (make VAR=value target, or the environment):
+#=   MODEL=<name> VERSION=<v>  archive: one model; VERSION other than the YAML's writes model_store/<name>_v<v>.mar
+#=   DRAIN_DEADLINE_S=30       stop: seconds to wait for queued and running requests (0: stop at once)
+#=   BENCH_ARGS="--quick"      bench: extra `python -m toolkit.bench` flags (--quick, --url URL, --out-dir DIR, ...)
+#=   MINUTES=10 RATE=<req/s>   soak: duration, and load (default: half the measured capacity)
+
+install: $(VENV) $(GRPC_STUBS) ## .venv with every extra (pyproject.toml, pins) and the generated gRPC stubs
+
+models: $(MODEL_BUILDS) ## train and export the example models into build/models/ (~2 min, when their code changed)
+
+archive: $(if $(MODEL),model_store/$(MODEL).mar,$(ARCHIVES)) ## validate, preflight, write stale model_store/*.mar (MODEL=, VERSION=)
+	$(if $(VERSION),$(PY) -m toolkit.archive$(if $(MODEL), --model $(MODEL)) --version $(VERSION))
+
+serve: $(ARCHIVES) ## rebuild what changed, start TorchServe on config/config.properties, print a prediction
 	@bash scripts/serve.sh
 
-stop: ## stop the server `make serve` started
+stop: ## drain (DRAIN_DEADLINE_S, default 30), then stop the server `make serve` started
 	@bash scripts/stop.sh
 
 status: ## models and workers of the running server
 	@bash scripts/status.sh
 
-test: ## unit, integration and e2e tests (builds what they need first)
+test: $(ARCHIVES) $(GRPC_STUBS) ## unit, integration and e2e tests (needs Java 17 and wrk)
 	@bash scripts/test.sh tests
 
-test-unit: install ## unit tests only
+test-unit: $(VENV) $(GRPC_STUBS) ## unit tests only (no models, Java or wrk)
 	@$(PY) -m pytest tests/unit
 
-test-integration: ## archive tests only
-	@bash scripts/test.sh tests/integration
+test-integration: $(MODEL_BUILDS) $(GRPC_STUBS) ## archive, model and Makefile tests (no Java or wrk)
+	@$(PY) -m pytest tests/integration
 
-test-e2e: ## tests against a real TorchServe only
+test-e2e: $(ARCHIVES) $(GRPC_STUBS) ## tests against a real TorchServe only (needs Java 17 and wrk)
 	@bash scripts/test.sh tests/e2e
 
-lint: install ## ruff
-	@.venv/bin/ruff check handlers toolkit scripts tests
+lint: $(VENV) ## ruff check, then the import contracts of pyproject.toml (lint-imports)
+	@.venv/bin/ruff check handlers toolkit scripts tests examples && .venv/bin/lint-imports --no-logo
 
-bench: ## benchmark the served models (writes bench/results/)
+bench: $(ARCHIVES) $(GRPC_STUBS) ## benchmark the served models, writes bench/results/ (BENCH_ARGS=)
 	@bash scripts/bench.sh
 
-soak: ## long run at half capacity, reports memory growth (MINUTES=10)
+soak: $(ARCHIVES) ## long run at half capacity, reports memory growth (MINUTES=10, RATE=)
 	@bash scripts/soak.sh
 
 clean: ## remove build outputs (keeps .venv)

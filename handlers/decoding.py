@@ -1,8 +1,10 @@
 """Turning one raw request body into Python values, shared by every handler.
 
-TorchServe hands a handler either bytes (binary bodies, or JSON it failed to parse), a str (text bodies)
-or already-parsed JSON (dict/list, for `Content-Type: application/json`). These helpers normalise that,
-and raise DecodeError / ValidationError with a message that names the problem.
+TorchServe hands a handler one row per request: `{"body": value}` for a plain REST body, one entry per field
+for a form or multipart body (and per query parameter), `{input_name: value}` for gRPC. The value is bytes
+(binary bodies, or JSON it failed to parse), a str (text bodies) or already-parsed JSON (dict/list, for
+`Content-Type: application/json`). These helpers find the body in the row, normalise it, and raise
+DecodeError / ValidationError with a message that names the problem.
 """
 
 from __future__ import annotations
@@ -15,10 +17,71 @@ import math
 
 import numpy as np
 
-from handlers.errors import DecodeError, ValidationError
+from handlers.errors import DecodeError, PayloadTooLarge, ValidationError
 
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 NPY_MAGIC = b"\x93NUMPY"
+BODY_KEYS = ("data", "body")  # a form/multipart field named "data", else TorchServe's name for a plain body
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+# TorchServe's frontend parses a urlencoded body as `name=value&...` form fields and hands the worker only those
+# fields, URL-decoded; `curl -d @file` sends that content type by default (and drops the file's CR/LF bytes).
+FORM_BODY = (
+    "the body was sent as a form (Content-Type: application/x-www-form-urlencoded, the default of curl -d), so "
+    "TorchServe split it into form fields and the body itself never reached the model; send the bytes as they "
+    "are: curl --data-binary @FILE (or -T FILE) with -H 'Content-Type: image/png' (or application/json, "
+    "application/x-npy)"
+)
+
+
+def request_body(row: dict, content_type: str | None = None) -> object:
+    """The payload of one TorchServe request row, given the request's Content-Type header.
+
+    A form or multipart field named "data" wins, then a plain REST body ("body"); a row of one entry (a gRPC
+    input, a single multipart file) is that entry. A urlencoded form without such a field is refused with
+    DecodeError(FORM_BODY): its fields are pieces of a body that was never meant as a form. None when the
+    request carried nothing.
+    """
+    for key in BODY_KEYS:
+        if key in row:
+            return row[key]
+    if content_type and content_type.split(";")[0].strip().lower() == FORM_CONTENT_TYPE:
+        raise DecodeError(FORM_BODY)
+    return next(iter(row.values())) if len(row) == 1 else None
+
+
+def read_body(body: object, *, images: bool, max_npy_bytes: int) -> object:
+    """One request body -> a Python value: an ndarray (.npy bytes), parsed JSON, or the body as it came.
+
+    None -> DecodeError("empty request body"). Bytes: an encoded image stays bytes (only with `images`), a `.npy`
+    array (at most `max_npy_bytes`) is loaded, anything else is parsed as UTF-8 JSON. A str is parsed as JSON,
+    except that with `images` a str that does not start like JSON is kept (base64 image text). Already-parsed
+    JSON (dict, list, number) is returned unchanged.
+    """
+    if body is None:
+        raise DecodeError("empty request body")
+    if isinstance(body, (bytes, bytearray)):
+        return _read_bytes(bytes(body), images, max_npy_bytes)
+    if isinstance(body, str):
+        return body if images and not _starts_like_json(body) else parse_json_text(body)
+    return body
+
+
+def _starts_like_json(text: str) -> bool:
+    """Whether text starts like a JSON object, array or string (blank text counts: it is an empty body)."""
+    return text.lstrip()[:1] in ("{", "[", '"', "")
+
+
+def _read_bytes(data: bytes, images: bool, max_npy_bytes: int) -> object:
+    if images and is_image_bytes(data):
+        return data
+    if data.startswith(NPY_MAGIC):
+        return load_npy(data, max_npy_bytes)
+    if not images:
+        return parse_json_text(data)
+    try:
+        return parse_json_text(data)
+    except DecodeError as exc:
+        raise DecodeError(f"body is neither an image (PNG, JPEG, GIF, BMP), a .npy array nor JSON: {exc}") from None
 
 
 def is_image_bytes(data: bytes) -> bool:
@@ -42,9 +105,10 @@ def parse_json_text(data: bytes | str) -> object:
 
 
 def load_npy(data: bytes, max_bytes: int) -> np.ndarray:
-    """A NumPy `.npy` body (Content-Type application/x-npy) as an array. Pickled objects are refused."""
+    """A NumPy `.npy` body (Content-Type application/x-npy) as an array. Pickled objects are refused, and so
+    (before parsing) is a body over `max_bytes`, with PayloadTooLarge."""
     if len(data) > max_bytes:
-        raise DecodeError(f".npy body of {len(data)} bytes exceeds {max_bytes} bytes")
+        raise PayloadTooLarge(f".npy body of {len(data)} bytes exceeds {max_bytes} bytes")
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:

@@ -8,122 +8,37 @@ Accepted request bodies (one request may carry one image or a list of them):
   base64 strings.
 Encoded images are converted to the configured channels, inverted to white-on-black when their background is
 light, and fitted to the configured size; pixel arrays must already have that size.
-Answer per image: `{"predicted_label": int, "label": str, "probabilities": [p0, ...]}` (or `"top_k"`).
+Answer per image: `{"predicted_label": int, "label": str, "probabilities": [p0, ...]}` (or `"top_k"`), the
+`ImageAnswer` of `handlers.answers`. The pixel operations live in `handlers.imaging`.
 """
 
 from __future__ import annotations
 
-import io
-import warnings
 from functools import cached_property
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
+from handlers import imaging
+from handlers.answers import ImageAnswer
 from handlers.base import Decoded, ServingHandler
 from handlers.config import ImageInput
-from handlers.decoding import (
-    NPY_MAGIC,
-    check_finite,
-    decode_base64,
-    is_image_bytes,
-    load_npy,
-    numeric_array,
-    parse_json_text,
-)
-from handlers.errors import DecodeError, PayloadTooLarge, ValidationError
+from handlers.decoding import check_finite, decode_base64, numeric_array, read_body
+from handlers.errors import ValidationError
+from handlers.imaging import digit_box, image_pixels, light_background, open_image, resize
 
 PAYLOAD_KEYS = ("image", "data", "inputs")
-DIGIT_BOX_FRACTION = 20 / 28  # MNIST: the digit's bounding box fits 20x20 inside 28x28
 
 
 def unwrap_payload(body: object, max_npy_bytes: int) -> object:
     """Request body -> image payload: bytes (encoded image), str (base64), list or ndarray (pixels)."""
-    if body is None:
-        raise DecodeError("empty request body")
-    if isinstance(body, (bytes, bytearray)):
-        body = bytes(body)
-        if is_image_bytes(body):
-            return body
-        if body.startswith(NPY_MAGIC):
-            return load_npy(body, max_npy_bytes)
-        try:
-            body = parse_json_text(body)
-        except DecodeError as exc:
-            raise DecodeError(f"body is neither an image (PNG, JPEG, GIF, BMP), a .npy array nor JSON: {exc}") from None
-    elif isinstance(body, str) and body.lstrip()[:1] in ("{", "[", '"', ""):
-        body = parse_json_text(body)
+    body = read_body(body, images=True, max_npy_bytes=max_npy_bytes)
     if isinstance(body, dict):
         key = next((k for k in PAYLOAD_KEYS if k in body), None)
         if key is None:
             raise ValidationError(f"JSON object needs one of the keys {list(PAYLOAD_KEYS)}; got {sorted(body)}")
         return body[key]
     return body
-
-
-def open_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode an encoded image, refusing one that declares more than `max_pixels` before decoding it."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        raise PayloadTooLarge(f"image refused before decoding: {exc}") from None
-    except (UnidentifiedImageError, OSError):
-        raise DecodeError("body is not a decodable image (PNG, JPEG, GIF or BMP expected)") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        raise PayloadTooLarge(
-            f"image declares {width}x{height} = {width * height} pixels; at most {max_pixels} allowed"
-        )
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DecodeError(f"truncated or corrupt image: {exc}") from None
-    return image
-
-
-def image_pixels(image: Image.Image, channels: int) -> np.ndarray:
-    """(H, W) or (H, W, 3) float32 intensities 0..255; transparency is composited over white."""
-    if "A" in image.getbands() or "transparency" in image.info:
-        image = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image)
-    return np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
-
-
-def resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Anti-aliased resize of a float32 (H, W) or (H, W, C) array to (height, width[, C])."""
-    if pixels.ndim == 3:
-        return np.stack([resize(pixels[..., c], width, height) for c in range(pixels.shape[2])], axis=-1)
-    out = Image.fromarray(pixels, mode="F").resize((width, height), Image.Resampling.LANCZOS)
-    return np.clip(np.asarray(out, dtype=np.float32), 0, 255)
-
-
-def digit_box(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
-    """MNIST layout of a (H, W) white-on-black image: ink cropped, fitted into the 20/28 box, centred by mass."""
-    ink = pixels > 0.1 * pixels.max() if pixels.max() > 0 else np.zeros(pixels.shape, bool)
-    if not ink.any():
-        return resize(pixels, width, height)
-    rows, cols = np.nonzero(ink)
-    crop = pixels[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-    scale = DIGIT_BOX_FRACTION * min(width, height) / max(crop.shape)
-    h, w = (max(1, round(n * scale)) for n in crop.shape)
-    glyph = resize(crop, w, h)
-    total = glyph.sum() or 1.0
-    cy = (glyph.sum(axis=1) * np.arange(h)).sum() / total
-    cx = (glyph.sum(axis=0) * np.arange(w)).sum() / total
-    top = int(np.clip(round((height - 1) / 2 - cy), 0, height - h))
-    left = int(np.clip(round((width - 1) / 2 - cx), 0, width - w))
-    canvas = np.zeros((height, width), dtype=np.float32)
-    canvas[top : top + h, left : left + w] = glyph
-    return canvas
-
-
-def light_background(pixels: np.ndarray) -> bool:
-    """Whether the border of an image is mostly bright (dark ink on a light background)."""
-    border = np.concatenate([pixels[0].ravel(), pixels[-1].ravel(), pixels[:, 0].ravel(), pixels[:, -1].ravel()])
-    return float(border.mean()) > 127.5
 
 
 class ImageClassifier(ServingHandler):
@@ -194,29 +109,24 @@ class ImageClassifier(ServingHandler):
         return pixels
 
     def to_tensor(self, pixels: np.ndarray) -> torch.Tensor:
-        """(n, H, W[, C]) intensities 0..255 -> normalised (n, C, H, W) float32."""
-        s = self.image
-        batch = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
-        batch = batch.reshape(len(pixels), s.height, s.width, s.channels).permute(0, 3, 1, 2) / 255.0
-        mean, std = self.normalisation
-        return ((batch - mean) / std).contiguous()
+        """(n, H, W[, C]) intensities 0..255 -> normalised (n, C, H, W) float32 (`handlers.imaging.to_tensor`)."""
+        return imaging.to_tensor(pixels, self.image, self.normalisation)
 
     @cached_property
     def normalisation(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Configured mean and std as (1, C, 1, 1) tensors, built once per worker rather than per request."""
-        s = self.image
-        shape = (1, -1, 1, 1)
-        return torch.tensor(s.mean).view(shape), torch.tensor(s.std).view(shape)
+        return imaging.normalisation(self.image)
 
-    def encode(self, outputs: torch.Tensor, item: Decoded) -> object:
+    def encode(self, outputs: torch.Tensor, item: Decoded) -> ImageAnswer | list[ImageAnswer]:
+        """(n, classes) scores of one request's n images -> one answer, or a list of n when a list was sent."""
         probabilities = torch.softmax(outputs, dim=1)
         answers = [self.answer(row) for row in probabilities]
         return answers if item.many else answers[0]
 
-    def answer(self, probabilities: torch.Tensor) -> dict:
+    def answer(self, probabilities: torch.Tensor) -> ImageAnswer:
         """One image's answer from its (classes,) probabilities."""
         index = int(probabilities.argmax())
-        answer: dict = {"predicted_label": index, "label": self.label(index)}
+        answer: ImageAnswer = {"predicted_label": index, "label": self.label(index)}
         if self.settings.top_k:
             values, indices = probabilities.topk(min(self.settings.top_k, len(probabilities)))
             answer["top_k"] = [

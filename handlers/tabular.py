@@ -1,9 +1,10 @@
 """TabularClassifier: rows of numeric features -> class predictions.
 
 Request: JSON `{"inputs": [[f1, ..., fN], ...], "return_probabilities": bool}` (N = `handler.tabular.num_features`),
-or a NumPy `.npy` array of shape (rows, N). Every value must be a finite number.
+or a NumPy `.npy` array of shape (rows, N). Every value must be a finite number. A `.npy` body larger than
+`max_inputs_per_request` float64 rows (plus its header) is refused with 413 before it is parsed.
 Answer: `{"predictions": [int, ...], "labels": [str, ...]}`, plus `"probabilities": [[p0, p1, ...], ...]` when
-`return_probabilities` is true.
+`return_probabilities` is true (the `TabularAnswer` of `handlers.answers`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from handlers.answers import TabularAnswer
 from handlers.base import Decoded, ServingHandler
 from handlers.config import TabularInput
-from handlers.decoding import NPY_MAGIC, check_finite, load_npy, numeric_array, parse_json_text
-from handlers.errors import DecodeError, ValidationError
+from handlers.decoding import check_finite, numeric_array, read_body
+from handlers.errors import ValidationError
 
 ALLOWED_KEYS = {"inputs", "return_probabilities"}
+NPY_HEADER_BYTES = 4096  # a plain array's .npy header is 64 or 128 bytes (numpy pads it to a multiple of 64)
 
 
 class TabularClassifier(ServingHandler):
@@ -30,19 +33,20 @@ class TabularClassifier(ServingHandler):
         return torch.zeros(1, self.tabular.num_features)
 
     def decode(self, body: object) -> Decoded:
-        if body is None:
-            raise DecodeError("empty request body")
-        if isinstance(body, (bytes, bytearray)) and bytes(body).startswith(NPY_MAGIC):
-            rows = check_finite(load_npy(bytes(body), max_bytes=64 * 1024 * 1024), "inputs")
-            return Decoded(self.check_rows(rows))
-        if isinstance(body, (bytes, bytearray, str)):
-            body = parse_json_text(body)
+        body = read_body(body, images=False, max_npy_bytes=self.max_npy_bytes)
+        if isinstance(body, np.ndarray):
+            return Decoded(self.check_rows(check_finite(body, "inputs")))
         if not isinstance(body, dict):
             raise ValidationError(f'expected a JSON object {{"inputs": [[...], ...]}}, got {type(body).__name__}')
         options = self.options(body)
         if "inputs" not in body:
             raise ValidationError("missing key 'inputs' (a list of feature rows)")
         return Decoded(self.check_rows(numeric_array(body["inputs"], "inputs")), options=options)
+
+    @property
+    def max_npy_bytes(self) -> int:
+        """Largest `.npy` body worth parsing: `max_inputs_per_request` rows of float64 features plus its header."""
+        return NPY_HEADER_BYTES + 8 * self.tabular.num_features * self.settings.max_inputs_per_request
 
     def options(self, body: dict) -> dict:
         """Per-request flags, checked: unknown keys and non-boolean flags are refused."""
@@ -64,10 +68,11 @@ class TabularClassifier(ServingHandler):
             raise ValidationError(f"each row needs {features} features; got {rows.shape[1]}")
         return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
 
-    def encode(self, outputs: torch.Tensor, item: Decoded) -> object:
+    def encode(self, outputs: torch.Tensor, item: Decoded) -> TabularAnswer:
+        """(n, classes) scores of one request's n rows -> its answer (see the module docstring)."""
         probabilities = torch.softmax(outputs, dim=1)
         predictions = probabilities.argmax(dim=1).tolist()
-        answer: dict = {
+        answer: TabularAnswer = {
             "predictions": predictions,
             "labels": [self.labels[p] if self.labels else str(p) for p in predictions],
         }

@@ -1,4 +1,4 @@
-"""Worker set-up helpers: device, threads, labels, and where TorchServe puts a request's payload."""
+"""Worker set-up helpers: device, threads, labels."""
 
 from __future__ import annotations
 
@@ -11,15 +11,6 @@ import torch
 from handlers.errors import ModelConfigError
 
 logger = logging.getLogger(__name__)
-
-
-def request_body(row: dict) -> object:
-    """The payload of one TorchServe request row: REST puts it under "body" (or "data"), gRPC under its
-    input name. None when the request carried nothing."""
-    for key in ("data", "body"):
-        if key in row:
-            return row[key]
-    return next(iter(row.values())) if len(row) == 1 else None
 
 
 def select_device(system_properties: dict) -> torch.device:

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# `make bench`: benchmark the served mnist model (python -m toolkit.bench) and write bench/results/<timestamp>.*
+# `make bench`, after make has rebuilt whatever is stale: benchmark the served mnist model
+# (python -m toolkit.bench) and write bench/results/<timestamp>.*, then compare REST vs gRPC and TorchScript vs
+# ONNX Runtime (python -m toolkit.bench.compare) on the shipped model configs.
 #
 #   bash scripts/bench.sh                 full matrix (~12-15 min on 2 cores; run it on an otherwise idle machine)
 #   bash scripts/bench.sh --quick         reduced matrix (~3 min)
 #   bash scripts/bench.sh --url http://127.0.0.1:8080 --key-file .ts_run/key_file.json    a running server
 #   make bench BENCH_ARGS=--quick         the same through make
 #
-# Installs what the bench needs and is missing: the venv, wrk (Debian package, as root), the example models.
-# A full local run also refreshes the committed plot bench/plot.png.
+# Installs wrk when missing (Debian package, as root). A full local run (no --quick, --url or --out-dir) also
+# refreshes the committed plot bench/plot.png; the comparison is skipped against a running server (--url).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PY=.venv/bin/python
 
 args=("$@")
 if [ -n "${BENCH_ARGS:-}" ]; then
@@ -17,17 +20,19 @@ if [ -n "${BENCH_ARGS:-}" ]; then
   args+=("${extra[@]}")
 fi
 
-bash scripts/install.sh
 bash scripts/require_wrk.sh
-[ -f build/models/mnist/mnist.pt ] && [ -f build/models/mnist/heldout.npz ] || .venv/bin/python -m examples.demo_models.build_models
-bash scripts/require_java.sh
+"$PY" -m toolkit.prereqs --quiet java
 
 publish=(--publish-plot bench/plot.png)
+remote=0
 for arg in "${args[@]}"; do
-  case "$arg" in --quick | --url | --url=* | --out-dir | --out-dir=*) publish=() ;; esac
+  case "$arg" in
+    --quick | --out-dir | --out-dir=*) publish=() ;;
+    --url | --url=*) publish=() remote=1 ;;
+  esac
 done
 echo "load before the run: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min); other heavy processes skew every figure"
-.venv/bin/python -m toolkit.bench "${publish[@]}" "${args[@]}"
-# REST vs gRPC and TorchScript vs ONNX Runtime, on the shipped model configs (skipped against a running server).
-case " ${args[*]} " in *" --url"*) ;; *) [ -f model_store/mnist_onnx.mar ] || .venv/bin/python -m toolkit.archive
-  exec .venv/bin/python -m toolkit.bench.compare ;; esac
+"$PY" -m toolkit.bench "${publish[@]}" "${args[@]}"
+if [ "$remote" = 0 ]; then
+  exec "$PY" -m toolkit.bench.compare
+fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv with the pinned dependencies (pyproject.toml) and generate the gRPC stubs. Idempotent: a stamp
-# of pyproject.toml's hash skips the pip step when nothing changed.
+# `make install` (the .venv/.installed step): create .venv if missing and install the project with every extra
+# (pyproject.toml: base clients + serve, train, bench, dev; exact pins). Make reruns this when pyproject.toml is
+# newer than the .venv/.installed stamp; the gRPC stubs are a separate make step (scripts/gen_grpc.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
@@ -8,13 +9,9 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 if [ ! -x .venv/bin/python ]; then
   echo "creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
-fi
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
-if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  # torch==2.13.0 resolves to the CPU wheel on disk; the rest comes from the package index.
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
-  rm -f .venv/.installed-*
-  touch "$stamp"
 fi
-.venv/bin/python scripts/gen_grpc.py
+# torch==2.13.0 resolves to the CPU wheel on disk; the rest comes from the package index.
+.venv/bin/python -m pip install --quiet -e ".[all]"
+rm -f .venv/.installed-*  # the hash stamps of the former install.sh
+touch .venv/.installed

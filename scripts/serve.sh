@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make serve`: set up whatever is missing (.venv, example models, archives), start TorchServe from .ts_run/
-# on the ports of config/config.properties with every model_store/*.mar, wait until it is healthy, then
-# show one prediction together with the exact curl line that produced it.
+# `make serve`, after make has rebuilt whatever is stale (venv, example models, model_store/*.mar): start
+# TorchServe from .ts_run/ on the ports of config/config.properties with every model_store/*.mar, wait until it
+# is healthy, then show one prediction together with the exact curl line that produced it.
 # A server already running from .ts_run/ is reported and reused, never doubled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,11 +9,7 @@ PY=.venv/bin/python
 RUN_DIR=.ts_run
 SAMPLE=build/models/mnist/samples/0.png
 
-[ -x "$PY" ] || make install
-if [ ! -f build/models/mnist/mnist.pt ] || [ ! -f build/models/tabular/tabular.pt ]; then make models; fi
-if [ ! -f model_store/mnist.mar ] || [ ! -f model_store/tabular.mar ]; then make archive; fi
-bash scripts/require_java.sh
-
+"$PY" -m toolkit.prereqs --quiet java
 "$PY" -m toolkit.server start --run-dir "$RUN_DIR" --timeout 180
 
 if [ ! -f "$SAMPLE" ]; then

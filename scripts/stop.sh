@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make stop`: drain, then stop, the TorchServe that `make serve` started, found by .ts_run/'s pid file only
 # (never by name). Draining waits up to DRAIN_DEADLINE_S seconds (default 30) until no request is queued or
-# running (see toolkit/drain.py: TorchServe 0.12 cannot refuse new work while finishing old, so stop the
-# traffic first); DRAIN_DEADLINE_S=0 stops at once.
+# running (`python -m toolkit.server stop --drain-deadline S`; TorchServe 0.12 cannot refuse new work while
+# finishing old, so stop the traffic first); DRAIN_DEADLINE_S=0 stops at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Build what the tests need (venv, example models, archives), then run pytest on the given paths.
+# `make test` and `make test-e2e`, after make has rebuilt whatever is stale: check the programs the e2e tier
+# needs (Java 17 for TorchServe; wrk for the bench smoke test, installed from the Debian packages when root),
+# then run pytest on the given paths. Its exit status is pytest's. (`make test-unit` and `make test-integration`
+# call pytest directly: they need neither.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
-[ -f build/models/mnist/mnist.pt ] && [ -f build/models/tabular/tabular.pt ] || .venv/bin/python -m examples.demo_models.build_models
-.venv/bin/python -m toolkit.archive
-bash scripts/require_java.sh
+.venv/bin/python -m toolkit.prereqs --quiet java
 bash scripts/require_wrk.sh
 exec .venv/bin/python -m pytest "$@"

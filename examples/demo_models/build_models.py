@@ -12,7 +12,8 @@ max abs diff <= 1e-4), ``index_to_name.json``, ``metrics.json``, ``samples/`` an
 (``x`` as the server receives it, ``y`` true labels, ``pred`` TorchScript predictions through the
 serving preprocessing). A model is written to ``<out>/.<name>.partial`` first and moved into place
 only when every check and threshold passed. Exit status: 0 when all requested models passed,
-1 otherwise (the summary says why). Progress is printed line by line (no TTY needed).
+1 otherwise (the summary says why). Progress: on a terminal a bar over the models being built (elapsed time,
+current step), and always one flushed line per step, ``[  12.3s] [mnist] message``, so CI logs read the same.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from examples.demo_models import digits, fonts
 from toolkit.export.architectures import MnistCNN, TabularMLP
@@ -58,14 +60,28 @@ class BuildError(RuntimeError):
 
 
 class Progress:
-    """Line-based progress printer: ``[  12.3s] [mnist] message`` (flushed, works without a TTY)."""
+    """Build progress: a tqdm bar over the models (only when stdout is a terminal: ``disable=None``), and one
+    flushed line per step whatever stdout is, ``[  12.3s] [mnist] message``, written above the bar."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: Sequence[str]) -> None:
         self.start = time.perf_counter()
+        self.bar = tqdm(total=len(names), file=sys.stdout, disable=None, dynamic_ncols=True,
+                        bar_format="{desc}{n_fmt}/{total_fmt} models |{bar}| {elapsed}{postfix}")
 
     def __call__(self, name: str, message: str) -> None:
-        """Print one progress line for model ``name``."""
-        print(f"[{time.perf_counter() - self.start:6.1f}s] [{name}] {message}", flush=True)
+        """Print one progress line for model ``name``; the bar shows it as the current step."""
+        self.bar.set_description(name, refresh=False)
+        self.bar.set_postfix_str(message, refresh=True)
+        tqdm.write(f"[{time.perf_counter() - self.start:6.1f}s] [{name}] {message}", file=sys.stdout)
+        sys.stdout.flush()
+
+    def model_done(self) -> None:
+        """One more model built (or failed)."""
+        self.bar.update(1)
+
+    def close(self) -> None:
+        """Stop the bar; on a terminal its last state stays on screen."""
+        self.bar.close()
 
 
 @dataclass
@@ -347,6 +363,16 @@ def build_one(name: str, out_root: Path, seed: int, progress: Progress) -> Resul
     return Result(name, metrics)
 
 
+def build_all(names: Sequence[str], out_root: Path, seed: int, progress: Progress) -> list[Result]:
+    """Build each model in turn, advancing the progress bar after each."""
+    results = []
+    for name in names:
+        results.append(build_one(name, out_root, seed, progress))
+        progress.model_done()
+    progress.close()
+    return results
+
+
 def summary_line(result: Result) -> str:
     """One summary line, e.g. ``mnist    heldout_acc=0.9861  ood_fonts_acc=0.7210``."""
     if result.error:
@@ -368,9 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Build the requested models, print a summary; 0 if all passed, else 1."""
     args = parse_args(argv)
     torch.set_num_threads(NUM_THREADS)
-    progress = Progress()
     names = [args.only] if args.only else list(BUILDERS)
-    results = [build_one(name, args.out, args.seed, progress) for name in names]
+    progress = Progress(names)
+    results = build_all(names, args.out, args.seed, progress)
     print(f"\n=== model build summary ({time.perf_counter() - progress.start:.1f}s) ===", flush=True)
     for result in results:
         print(summary_line(result), flush=True)

@@ -3,6 +3,8 @@
 MNIST layout: 28×28 ``uint8``, white ink (255) on black (0); the digit is scaled (aspect ratio kept,
 anti-aliased) so its ink bounding box fits a 20×20 box, then translated so its centre of mass is at
 the image centre (14, 14) in continuous pixel coordinates (pixel ``i`` spans ``[i, i + 1)``).
+The layout and the normalisation are the image handler's own (``handlers.imaging.digit_box`` and
+``to_tensor`` with the default ``ImageInput``), so the model trains on what serving feeds it.
 """
 
 from __future__ import annotations
@@ -10,18 +12,16 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
+from handlers.config import ImageInput
+from handlers.imaging import digit_box, to_tensor
+
 MNIST_SIZE = 28
-BOX_SIZE = 20
-MNIST_MEAN = 0.1307
-MNIST_STD = 0.3081
 
 # Intermediate resolution sklearn's 8×8 digits are upscaled to (their original bitmaps were 32×32).
 _UPSCALE = 32
 # Contrast window applied after upscaling, as fractions of 255: below LOW -> 0, above HIGH -> 255.
 # It turns the blurry block averages into strokes with a solid core and soft (anti-aliased) edges.
 _LOW, _HIGH = 0.22, 0.62
-# Pixels at or below this value (0..255) do not count as ink for the bounding box.
-_INK_THRESHOLD = 24
 
 
 def upscale_sklearn_digit(img8: np.ndarray) -> np.ndarray:
@@ -38,39 +38,13 @@ def upscale_sklearn_digit(img8: np.ndarray) -> np.ndarray:
 
 
 def to_mnist_layout(gray: np.ndarray) -> np.ndarray:
-    """Put a white-on-black ``uint8`` image of one digit (any size) into the 28×28 MNIST layout.
+    """Put a white-on-black ``uint8`` image of one digit (any size) into the 28×28 MNIST layout, ``uint8``.
 
-    Crops to the ink bounding box, resizes (Lanczos, aspect kept) so the longer side is 20 px,
-    and pastes it so the centre of mass lands at (14, 14), staying fully inside the frame.
-    An image without ink gives an all-black 28×28 image.
+    The serving handler's ``digit_box`` (ink cropped, longer side resized to 20 px, centre of mass at
+    (14, 14)), rounded to ``uint8``. An all-black image gives an all-black 28×28 image.
     """
-    arr = np.asarray(gray, dtype=np.uint8)
-    rows = np.flatnonzero((arr > _INK_THRESHOLD).any(axis=1))
-    cols = np.flatnonzero((arr > _INK_THRESHOLD).any(axis=0))
-    canvas = np.zeros((MNIST_SIZE, MNIST_SIZE), dtype=np.uint8)
-    if rows.size == 0:
-        return canvas
-    crop = arr[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    h, w = crop.shape
-    scale = BOX_SIZE / max(h, w)
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    box = np.asarray(Image.fromarray(crop).resize((new_w, new_h), Image.Resampling.LANCZOS))
-    cy, cx = centre_of_mass(box)
-    top = int(np.clip(round(MNIST_SIZE / 2 - cy), 0, MNIST_SIZE - new_h))
-    left = int(np.clip(round(MNIST_SIZE / 2 - cx), 0, MNIST_SIZE - new_w))
-    canvas[top : top + new_h, left : left + new_w] = box
-    return canvas
-
-
-def centre_of_mass(img: np.ndarray) -> tuple[float, float]:
-    """Intensity-weighted (row, col) centre in continuous pixel coordinates; image centre if empty."""
-    weights = np.asarray(img, dtype=np.float64)
-    total = weights.sum()
-    if total <= 0:
-        return img.shape[0] / 2, img.shape[1] / 2
-    rows = np.arange(img.shape[0]) + 0.5
-    cols = np.arange(img.shape[1]) + 0.5
-    return float(weights.sum(axis=1) @ rows / total), float(weights.sum(axis=0) @ cols / total)
+    pixels = digit_box(np.asarray(gray, dtype=np.float32), MNIST_SIZE, MNIST_SIZE)
+    return np.rint(pixels).astype(np.uint8)
 
 
 def render_sklearn_digits(images: np.ndarray) -> np.ndarray:
@@ -79,9 +53,9 @@ def render_sklearn_digits(images: np.ndarray) -> np.ndarray:
 
 
 def normalize(images: np.ndarray) -> np.ndarray:
-    """Serving preprocessing: uint8 ``(N, 28, 28)`` -> float32 ``(N, 1, 28, 28)``, MNIST-normalised."""
-    x = np.asarray(images, dtype=np.float32) / 255.0
-    return ((x - MNIST_MEAN) / MNIST_STD).astype(np.float32)[:, None, :, :]
+    """Serving preprocessing: uint8 ``(N, 28, 28)`` -> float32 ``(N, 1, 28, 28)``, normalised by the image
+    handler's own ``to_tensor`` with the default ``ImageInput`` (MNIST's mean and std)."""
+    return to_tensor(np.asarray(images), ImageInput()).numpy()
 
 
 def augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

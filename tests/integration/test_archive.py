@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from handlers.answers import prediction
 from handlers.config import load_model_yaml
 from tests.conftest import BUILD, ROOT, require_built
 from toolkit.archive.mar import read_manifest, read_model_config, safe_extract
@@ -62,18 +63,13 @@ def test_extracted_archive_is_self_contained_and_answers_its_samples(store, tmp_
     samples = BUILD / name / "samples"
     expected = json.loads((samples / "expected.json").read_text())
     script = textwrap.dedent(f"""
-        import json, sys, yaml
+        import json, sys
         from pathlib import Path
         sys.path.insert(0, {str(tmp_path)!r})
         import handlers
         assert Path(handlers.__file__).parent == Path({str(tmp_path)!r}) / "handlers", handlers.__file__
-        from toolkit.archive.offline import load_entry_class, make_context, run_batch
-        model_dir = Path({str(tmp_path)!r})
-        manifest = json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())
-        config = yaml.safe_load((model_dir / "model-config.yaml").read_text())
-        handler = load_entry_class(model_dir / manifest["model"]["handler"])()
-        context = make_context(model_dir, manifest, config)
-        handler.initialize(context)
+        from toolkit.archive.offline import load_handler, run_batch
+        handler, context = load_handler(Path({str(tmp_path)!r}))
         names = sorted({sorted(expected)!r})
         bodies = [(Path({str(samples)!r}) / n).read_bytes() for n in names]
         answers = run_batch(handler, context, bodies)
@@ -86,7 +82,7 @@ def test_extracted_archive_is_self_contained_and_answers_its_samples(store, tmp_
     for sample, label in expected.items():
         status, body = answers[sample]
         assert status == 200
-        assert body.get("predicted_label", body.get("predictions")) == label
+        assert prediction(body) == label
 
 
 def test_bad_yaml_is_refused_by_file_key_and_value(tmp_path):

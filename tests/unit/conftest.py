@@ -15,7 +15,7 @@ from PIL import Image
 from handlers.config import parse_model_yaml
 from handlers.image import ImageClassifier
 from handlers.tabular import TabularClassifier
-from toolkit.archive.offline import OfflineAnswer, make_context, run_batch
+from toolkit.archive.offline import OfflineAnswer, load_handler, run_batch
 
 
 def save_scripted(module: torch.nn.Module, path: Path) -> Path:
@@ -53,10 +53,7 @@ def serve(tmp_path: Path, handler_cls, model: torch.nn.Module, config: dict, lab
     (tmp_path / "index_to_name.json").write_text(json.dumps(labels))
     parse_model_yaml(config, "test config")  # the fixture's config must itself be valid
     manifest = {"model": {"modelName": "test", "modelVersion": "1.0", "serializedFile": "model.pt"}}
-    context = make_context(tmp_path, manifest, config, batch_size=config.get("batchSize", 1))
-    handler = handler_cls()
-    handler.initialize(context)
-    return Served(handler, context)
+    return Served(*load_handler(tmp_path, manifest, config, handler_class=handler_cls))
 
 
 @pytest.fixture(autouse=True)
@@ -69,10 +66,12 @@ def keep_torch_threads():
 
 @pytest.fixture
 def make_image_handler(tmp_path) -> Callable[..., Served]:
-    def build(**handler_overrides) -> Served:
+    """An image handler (`handler_class`, an ImageClassifier by default) with `handler:` settings overridden."""
+
+    def build(handler_class: type = ImageClassifier, **handler_overrides) -> Served:
         handler = {"name": "image_classifier", "max_inputs_per_request": 8, **handler_overrides}
         config = {"batchSize": 8, "maxWorkers": 1, "handler": handler}
-        return serve(tmp_path, ImageClassifier, image_model(), config, {str(i): f"digit {i}" for i in range(10)})
+        return serve(tmp_path, handler_class, image_model(), config, {str(i): f"digit {i}" for i in range(10)})
 
     return build
 
@@ -101,3 +100,58 @@ def png_bytes(pixels: np.ndarray, mode: str | None = None) -> bytes:
     image = Image.fromarray(pixels)
     (image.convert(mode) if mode else image).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# ---- clients' fixtures: a TorchServe key file, a dead port, the fake TorchServe REST and gRPC servers -----
+# (tests/unit/fake_torchserve.py holds the fake and the keys; imported here lazily, so that handler tests
+# never import grpc.)
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    """A key_file.json as TorchServe writes it, with fake_torchserve's INFERENCE_KEY and MANAGEMENT_KEY."""
+    from tests.unit.fake_torchserve import KEY_FILE
+
+    path = tmp_path / "key_file.json"
+    path.write_text(json.dumps(KEY_FILE, indent=2))
+    return path
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A loopback port with nothing listening on it (bound once, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def stub(request: pytest.FixtureRequest):
+    """The fake TorchServe REST server (`fake_torchserve.StubTorchServe`), serving, with no routes yet."""
+    from tests.unit.fake_torchserve import StubTorchServe
+
+    server = StubTorchServe()
+    server.thread.start()
+    request.addfinalizer(server.stop)
+    return server
+
+
+@pytest.fixture(scope="session")
+def fake_grpc(request: pytest.FixtureRequest):
+    """The fake TorchServe gRPC server (`fake_torchserve.FakeGrpc`), one for the session; reset per test by
+    `fake_management`."""
+    from tests.unit.fake_torchserve import FakeGrpc
+
+    fake = FakeGrpc.start()
+    request.addfinalizer(fake.stop)
+    return fake
+
+
+@pytest.fixture
+def fake_management(fake_grpc):
+    """The fake's management service (`fake_torchserve.FakeManagement`), reset: no request seen yet, the one
+    model "m", archives without a worker range."""
+    fake_grpc.management.reset()
+    return fake_grpc.management

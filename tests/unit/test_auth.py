@@ -1,4 +1,4 @@
-"""toolkit.client.auth: reading TorchServe 0.12's key_file.json and building the Authorization header."""
+"""toolkit.client.auth: reading TorchServe 0.12's key_file.json, building the Authorization header and gRPC metadata."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.client import auth
-from toolkit.client.auth import KeyFileError, Keys, auth_header, read_keys
+from toolkit.client.auth import KeyFileError, Keys, auth_header, grpc_auth, read_keys
 
 # Byte for byte what TorchServe 0.12.0 wrote at start in a run of this project (Gson pretty printing).
 REAL_KEY_FILE = """{
@@ -75,6 +75,11 @@ def test_directory_instead_of_file_names_it(tmp_path: Path) -> None:
 
 def test_auth_header_is_bearer() -> None:
     assert auth_header("B8-jNquM") == {"Authorization": "Bearer B8-jNquM"}
+
+
+def test_grpc_auth_is_bearer_metadata_and_nothing_without_a_key() -> None:
+    assert grpc_auth("B8-jNquM") == (("authorization", "Bearer B8-jNquM"),)  # gRPC metadata keys are lower case
+    assert grpc_auth(None) == grpc_auth("") == ()
 
 
 def test_cli_prints_the_asked_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import load_digits
 
 from examples.demo_models import digits, fonts
+from handlers.config import ImageInput, load_model_yaml
+from handlers.imaging import centre_of_mass
+from tests.conftest import ROOT
+from tests.unit.conftest import png_bytes
+
+SHIPPED_MNIST = ("mnist.yaml", "mnist_onnx.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +42,7 @@ def test_rendering_fits_20x20_box_and_centres_by_mass(rendered: np.ndarray) -> N
         height, width = ink_extent(img)
         assert height <= 20 and width <= 20
         assert max(height, width) >= 18  # scaled up to (about) the box size
-        cy, cx = digits.centre_of_mass(img)
+        cy, cx = centre_of_mass(img)
         assert abs(cy - 14) <= 1.0 and abs(cx - 14) <= 1.0
 
 
@@ -45,7 +52,7 @@ def test_layout_keeps_aspect_ratio_and_centres_an_off_centre_shape() -> None:
     img = digits.to_mnist_layout(canvas)
     height, width = ink_extent(img > 127)
     assert height == 20 and width == 6
-    cy, cx = digits.centre_of_mass(img)
+    cy, cx = centre_of_mass(img)
     assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
 
 
@@ -54,13 +61,32 @@ def test_layout_of_an_empty_image_is_black() -> None:
     assert img.shape == (28, 28) and img.dtype == np.uint8 and not img.any()
 
 
-def test_normalize_matches_serving_preprocessing() -> None:
-    x = np.zeros((2, 28, 28), dtype=np.uint8)
+@pytest.mark.parametrize("yaml_name", SHIPPED_MNIST)
+def test_normalize_matches_serving_preprocessing(make_image_handler, yaml_name) -> None:
+    """Training's normalisation is the shipped handler's own `to_tensor`, with the shipped YAML's mean/std."""
+    served = load_model_yaml(ROOT / "config" / "models" / yaml_name).handler.image
+    handler = make_image_handler(image=served.model_dump()).handler
+    x = np.zeros((3, 28, 28), dtype=np.uint8)
     x[1] = 255
+    x[2] = digits.render_sklearn_digits(load_digits().images[:1])[0]
     out = digits.normalize(x)
-    assert out.shape == (2, 1, 28, 28) and out.dtype == np.float32
+    assert out.shape == (3, 1, 28, 28) and out.dtype == np.float32
+    assert torch.equal(torch.from_numpy(out), handler.to_tensor(x))
     assert np.allclose(out[0], -0.1307 / 0.3081)
     assert np.allclose(out[1], (1 - 0.1307) / 0.3081)
+    assert (served.mean, served.std) == (ImageInput().mean, ImageInput().std)
+
+
+def test_training_layout_is_the_serving_layout(image_handler) -> None:
+    """A large digit image: what the handler builds from its PNG is what training builds from its pixels."""
+    canvas = np.zeros((120, 90), dtype=np.uint8)
+    canvas[10:100, 50:80] = 25  # faint haze: below 10 % of the peak, so not ink (an absolute 24 would count it)
+    canvas[20:110, 30:60] = 255
+    served = image_handler.handler.decode(png_bytes(canvas)).inputs
+    trained = torch.from_numpy(digits.normalize(digits.to_mnist_layout(canvas)[None]))
+    assert served.shape == trained.shape == (1, 1, 28, 28)
+    pixel_error = ((served - trained) * 0.3081 * 255).abs()  # back to 0..255: only uint8 rounding differs
+    assert pixel_error.max() <= 0.5 + 1e-3, pixel_error.max()
 
 
 def test_augment_keeps_shape_dtype_and_is_seeded(rendered: np.ndarray) -> None:
@@ -87,5 +113,5 @@ def test_font_digit_is_in_mnist_layout() -> None:
     img = fonts.render_font_digit(7, loader(32), 32, slant=0.25, stroke=1)
     assert img.shape == (28, 28) and img.dtype == np.uint8 and img.max() == 255
     assert max(ink_extent(img)) == 20
-    cy, cx = digits.centre_of_mass(img)
+    cy, cx = centre_of_mass(img)
     assert abs(cy - 14) <= 1.0 and abs(cx - 14) <= 1.0, name

@@ -140,16 +140,36 @@ def test_a_batch_of_only_bad_requests_never_raises(image_handler):
 
 
 def test_a_failing_model_fails_the_whole_batch_once(image_handler):
+    """One forward for the batch: the model is called once, and its error fails the batch (TorchServe answers
+    every request of it with 503) instead of being retried or turned into per-request answers."""
+    calls = []
+
     def broken(batch: torch.Tensor) -> torch.Tensor:
+        calls.append(len(batch))
         raise RuntimeError("device lost")
 
     image_handler.handler.model = broken
     with pytest.raises(RuntimeError, match="device lost"):
-        image_handler.batch(png_bytes(digit_pixels()))
+        image_handler.batch(png_bytes(digit_pixels(0)), b"{", png_bytes(digit_pixels(1)), png_bytes(digit_pixels(2)))
+    assert calls == [3]
 
 
-def test_png_and_image_round_trip_through_pillow_formats(image_handler):
+def encoded(pixels: np.ndarray, fmt: str, **options) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(digit_pixels()).save(buffer, format="JPEG", quality=95)
-    answer = image_handler.one(buffer.getvalue())
-    assert answer.status == 200 and len(answer.json()["probabilities"]) == 10
+    Image.fromarray(pixels).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("fmt", "options", "tol"), [
+    ("GIF", {}, TOL),  # lossless for 8-bit grayscale
+    ("BMP", {}, TOL),
+    ("JPEG", {"quality": 95}, 0.01),  # lossy: pixels move by a few levels
+])
+def test_gif_bmp_and_jpeg_are_answered_like_the_png(image_handler, fmt, options, tol):
+    pixels = digit_pixels()
+    png = image_handler.one(png_bytes(pixels)).json()
+    answer = image_handler.one(encoded(pixels, fmt, **options))
+    assert answer.status == 200, answer.json()
+    body = answer.json()
+    assert body["predicted_label"] == png["predicted_label"] and body["label"] == png["label"]
+    assert body["probabilities"] == pytest.approx(png["probabilities"], abs=tol)

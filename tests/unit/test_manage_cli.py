@@ -1,109 +1,34 @@
-"""The `manage` and `predict` command lines against a real HTTP server on 127.0.0.1 that answers like
-TorchServe 0.12 (same error bodies, statuses and paths, as recorded from a real server).
+"""The `manage` command line against small fakes of TorchServe 0.12 (tests/unit/fake_torchserve.py): a real
+HTTP server on 127.0.0.1 (same error bodies, statuses and paths, as recorded from a real server) and, for
+`manage --grpc`, the fake gRPC server.
 
 Checks what each command sends (method, path, query, headers, body) and how it prints answers and errors:
-one stderr line `error: HTTP <status> <type>: <message>`, exit 2 for 4xx, 1 otherwise. `manage --grpc` runs
-against a fake gRPC server in test_grpc_client.py; here both clients are checked against the shared protocol.
+one stderr line `error: HTTP <status> <type>: <message>`, exit 2 for 4xx, 1 otherwise. Both management
+clients are also checked against the shared protocol. `predict` is tested in test_predict_cli.py.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import socket
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from toolkit.cli import manage, predict
-from toolkit.cli.predict import InputError, read_input
-from toolkit.client.grpc import GrpcClient
+from tests.unit.fake_torchserve import (
+    INFERENCE_KEY,
+    TOKEN_FAILED,
+    FakeGrpc,
+    FakeManagement,
+    StubTorchServe,
+    described,
+)
+from toolkit.cli import manage
+from toolkit.client.grpc import GrpcManagementClient
 from toolkit.client.management import ManagementApi
 from toolkit.client.rest import ManagementClient
-
-Answer = tuple[int, bytes]
-Route = Answer | Callable[[dict[str, str]], Answer]
-
-KEY_FILE = {"management": {"key": "mgmt-key"}, "inference": {"key": "infer-key"}, "API": {"key": "api"}}
-
-
-def error_body(status: int, kind: str, message: str) -> bytes:
-    return json.dumps({"code": status, "type": kind, "message": message}, indent=2).encode()
-
-
-@dataclass
-class Seen:
-    """One request as the stub received it."""
-
-    method: str
-    raw_path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-
-
-class StubTorchServe:
-    """A threaded HTTP server on 127.0.0.1:<free port>; answers (method, path) from `routes`, 404 else."""
-
-    def __init__(self) -> None:
-        self.routes: dict[tuple[str, str], Route] = {}
-        self.seen: list[Seen] = []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                parts = urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                stub.seen.append(Seen(self.command, parts.path, query, headers, self.rfile.read(length)))
-                route = stub.routes.get((self.command, parts.path))
-                if route is None:
-                    status, body = 404, error_body(404, "ResourceNotFoundException", "Requested resource is not found")
-                else:
-                    status, body = route(query) if callable(route) else route
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _answer
-
-            def log_message(self, format: str, *args: object) -> None:  # keep stderr for the CLI under test
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-
-    def ok(self, method: str, path: str, payload: object, status: int = 200) -> None:
-        self.routes[(method, path)] = (status, json.dumps(payload).encode())
-
-    def fail(self, method: str, path: str, status: int, kind: str, message: str) -> None:
-        self.routes[(method, path)] = (status, error_body(status, kind, message))
-
-
-@pytest.fixture
-def stub() -> Iterator[StubTorchServe]:
-    server = StubTorchServe()
-    server.thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
-    server.thread.join()
-
-
-@pytest.fixture
-def key_file(tmp_path: Path) -> Path:
-    path = tmp_path / "key_file.json"
-    path.write_text(json.dumps(KEY_FILE, indent=2))
-    return path
 
 
 @pytest.fixture
@@ -126,7 +51,7 @@ def run_manage(
 def test_list_prints_models_and_sends_the_management_key(stub: StubTorchServe, run_manage: Callable) -> None:
     models = [{"modelName": "mnist", "modelUrl": "mnist.mar"}]
     stub.ok("GET", "/models", {"models": models})
-    assert run_manage("list") == (0, json.dumps(models, indent=2) + "\n", "")
+    assert run_manage("list", "--json") == (0, json.dumps(models, indent=2) + "\n", "")
     (seen,) = stub.seen
     assert seen.headers["authorization"] == "Bearer mgmt-key"
 
@@ -138,7 +63,7 @@ def test_list_follows_next_page_tokens(stub: StubTorchServe, run_manage: Callabl
         return 200, json.dumps({"models": [{"modelName": "b"}]}).encode()
 
     stub.routes[("GET", "/models")] = pages
-    rc, out, _ = run_manage("list")
+    rc, out, _ = run_manage("list", "--json")
     assert rc == 0
     assert [m["modelName"] for m in json.loads(out)] == ["a", "b"]
     assert [s.query.get("next_page_token") for s in stub.seen] == [None, "1"]
@@ -159,12 +84,104 @@ def test_register_maps_every_option_to_torchserve_parameters(stub: StubTorchServ
         "response_timeout": "30",
         "synchronous": "true",
     }
+    assert len(stub.seen) == 1  # TorchServe started the workers asked for: nothing to correct
 
 
 def test_register_defaults_send_only_url_and_synchronous(stub: StubTorchServe, run_manage: Callable) -> None:
     stub.ok("POST", "/models", {"status": "Processing worker updates..."}, status=202)
     assert run_manage("register", "tabular.mar", "--no-wait")[0] == 0
     assert stub.seen[0].query == {"url": "tabular.mar", "synchronous": "false"}
+
+
+# TorchServe 0.12's answer when the archive's model-config (minWorkers 2) wins over initial_workers=1.
+REGISTERED_WITH_2 = 'Model "mnist" Version: 2.0 registered with 2 initial workers'
+SCALED_TO_1 = "Workers scaled to 1 for model: mnist, version: 2.0"
+NOTE_1_NOT_2 = (
+    "TorchServe started 2 workers, not --workers 1: the archive's model-config minWorkers/maxWorkers win over"
+    " initial_workers (TorchServe issue #2851); scaled to min=max=1"
+)
+
+
+def test_register_workers_flag_wins_over_the_archive(stub: StubTorchServe, run_manage: Callable) -> None:
+    stub.ok("POST", "/models", {"status": REGISTERED_WITH_2})
+    stub.ok("PUT", "/models/mnist/2.0", {"status": SCALED_TO_1})
+    rc, out, err = run_manage("register", "mnist_v2.0.mar", "--workers", "1")
+    assert (rc, err) == (0, "")
+    assert json.loads(out) == {"status": REGISTERED_WITH_2, "scaled": SCALED_TO_1, "note": NOTE_1_NOT_2}
+    assert [(s.method, s.raw_path, s.query) for s in stub.seen] == [
+        ("POST", "/models", {"url": "mnist_v2.0.mar", "initial_workers": "1", "synchronous": "true"}),
+        ("PUT", "/models/mnist/2.0", {"min_worker": "1", "max_worker": "1", "synchronous": "true"}),
+    ]
+
+
+def test_register_workers_zero_scales_to_zero_over_rest(stub: StubTorchServe, run_manage: Callable) -> None:
+    stub.ok("POST", "/models", {"status": REGISTERED_WITH_2})
+    stub.ok("PUT", "/models/mnist/2.0", {"status": "Workers scaled to 0 for model: mnist, version: 2.0"})
+    rc, out, _ = run_manage("register", "mnist_v2.0.mar", "--workers", "0")
+    assert (rc, json.loads(out)["scaled"]) == (0, "Workers scaled to 0 for model: mnist, version: 2.0")
+    assert stub.seen[1].query == {"min_worker": "0", "max_worker": "0", "synchronous": "true"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "answer"),
+    [
+        (["--no-wait", "--workers", "1"], "Processing worker updates..."),  # no worker is up yet: nothing to check
+        ([], REGISTERED_WITH_2),  # no --workers: the archive's choice stands
+        (["--workers", "1"], "Model mnist registered"),  # not TorchServe 0.12's sentence: nothing to go by
+    ],
+)
+def test_register_leaves_workers_alone_without_a_count_to_correct(
+    stub: StubTorchServe, run_manage: Callable, argv: list[str], answer: str
+) -> None:
+    stub.ok("POST", "/models", {"status": answer})
+    assert run_manage("register", "mnist_v2.0.mar", *argv) == (0, json.dumps({"status": answer}, indent=2) + "\n", "")
+    assert [s.method for s in stub.seen] == ["POST"]
+
+
+# --- manage list / versions: a table, or TorchServe's JSON with --json ------------------------------------
+
+TABLE = """\
+MODEL    VERSION    DEFAULT    READY/WORKERS    MIN/MAX      BATCH    DELAY MS
+-------  ---------  ---------  ---------------  ---------  -------  ----------
+m        1.0        yes        1/1              1/1              1         100
+m        2.0                   1/2              2/2              8          50
+"""
+
+
+def serve_descriptions(stub: StubTorchServe, name: str) -> None:
+    """Routes describing model `name` as the fake gRPC server does: versions 1.0 (the default) and 2.0."""
+    stub.ok("GET", f"/models/{name}", [described(name, "1.0")])
+    stub.ok("GET", f"/models/{name}/all", [described(name, "1.0"), described(name, "2.0")])
+
+
+def test_list_prints_a_table_of_every_version(stub: StubTorchServe, run_manage: Callable) -> None:
+    stub.ok("GET", "/models", {"models": [{"modelName": "m", "modelUrl": "m.mar"}, {"modelName": "t"}]})
+    serve_descriptions(stub, "m")
+    serve_descriptions(stub, "t")
+    rc, out, err = run_manage("list")
+    assert (rc, err) == (0, "")
+    rows_of_t = "".join(line.replace("m  ", "t  ", 1) + "\n" for line in TABLE.splitlines()[2:])
+    assert out == TABLE + rows_of_t
+    assert [s.raw_path for s in stub.seen] == ["/models", "/models/m", "/models/m/all", "/models/t", "/models/t/all"]
+
+
+def test_versions_prints_a_table(stub: StubTorchServe, run_manage: Callable) -> None:
+    serve_descriptions(stub, "m")
+    assert run_manage("versions", "m") == (0, TABLE, "")
+
+
+def test_list_of_no_models_is_the_header(stub: StubTorchServe, run_manage: Callable) -> None:
+    stub.ok("GET", "/models", {"models": []})
+    header = TABLE.splitlines()[0].split()
+    rc, out, _ = run_manage("list")
+    assert (rc, out.splitlines()[0].split(), len(out.splitlines())) == (0, header, 2)
+
+
+def test_table_shows_what_torchserve_leaves_out_as_a_question_mark(stub: StubTorchServe, run_manage: Callable) -> None:
+    stub.ok("GET", "/models/m", [{"modelName": "m", "modelVersion": "1.0"}])
+    stub.ok("GET", "/models/m/all", [{"modelName": "m", "modelVersion": "1.0"}])
+    rc, out, _ = run_manage("versions", "m")
+    assert (rc, out.splitlines()[2].split()) == (0, ["m", "1.0", "yes", "0/0", "?/?", "?", "?"])
 
 
 @pytest.mark.parametrize(
@@ -181,7 +198,7 @@ def test_register_defaults_send_only_url_and_synchronous(stub: StubTorchServe, r
         (["describe", "mnist"], "GET", "/models/mnist", {}),
         (["describe", "mnist", "--version", "2.0"], "GET", "/models/mnist/2.0", {}),
         (["describe", "mnist", "--all"], "GET", "/models/mnist/all", {}),
-        (["versions", "mnist"], "GET", "/models/mnist/all", {}),
+        (["versions", "mnist", "--json"], "GET", "/models/mnist/all", {}),
         (["set-default", "mnist", "2.0"], "PUT", "/models/mnist/2.0/set-default", {}),
         (["describe", "a/b c"], "GET", "/models/a%2Fb%20c", {}),
     ],
@@ -196,7 +213,7 @@ def test_commands_call_the_right_endpoint(
 
 def test_connection_options_work_before_the_command(stub: StubTorchServe, key_file: Path, capsys) -> None:
     stub.ok("GET", "/models", {"models": []})
-    assert manage.main(["--management-url", stub.url, "--key-file", str(key_file), "list"]) == 0
+    assert manage.main(["--management-url", stub.url, "--key-file", str(key_file), "list", "--json"]) == 0
     assert capsys.readouterr().out == "[]\n"
 
 
@@ -216,7 +233,7 @@ def test_protocol_has_the_management_surface() -> None:
     assert surface == PROTOCOL_METHODS
 
 
-@pytest.mark.parametrize("client_class", [ManagementClient, GrpcClient])
+@pytest.mark.parametrize("client_class", [ManagementClient, GrpcManagementClient])
 @pytest.mark.parametrize("method", PROTOCOL_METHODS)
 def test_both_clients_satisfy_the_protocol(client_class: type, method: str) -> None:
     """Same parameters (name, kind, default) and return annotation; extra client parameters are optional."""
@@ -278,11 +295,10 @@ def test_load_failure_is_exit_1_with_a_hint(stub: StubTorchServe, run_manage: Ca
 
 
 def test_bad_token_names_the_key_file(stub: StubTorchServe, run_manage: Callable, key_file: Path) -> None:
-    message = "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
-    stub.fail("GET", "/models", 400, "InvalidKeyException", message)
+    stub.fail("GET", "/models", 400, "InvalidKeyException", TOKEN_FAILED)
     rc, out, err = run_manage("list")
     assert (rc, out) == (2, "")
-    assert err.startswith(f"error: HTTP 400 InvalidKeyException: {message} (key from {key_file};")
+    assert err.startswith(f"error: HTTP 400 InvalidKeyException: {TOKEN_FAILED} (key from {key_file};")
     assert err.count("\n") == 1
 
 
@@ -293,20 +309,15 @@ def test_non_json_and_empty_error_bodies(stub: StubTorchServe, run_manage: Calla
     assert run_manage("list") == (2, "", "error: HTTP 413: Request Entity Too Large\n")
 
 
-def free_port() -> int:
-    """A loopback port with nothing listening on it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_unreachable_server_is_one_line(key_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"http://127.0.0.1:{free_port()}"
+def test_unreachable_server_is_one_line(key_file: Path, free_port: int, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port}"
     assert manage.main(["list", "--management-url", url, "--key-file", str(key_file)]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.startswith(f"error: cannot reach TorchServe at {url}/models: connection refused")
-    assert captured.err.count("\n") == 1
+    assert captured.err == (
+        f"error: cannot reach TorchServe at {url}/models: connection refused"
+        " (is TorchServe running? start it with `make serve`)\n"
+    )
 
 
 def test_missing_key_file_is_one_line(stub: StubTorchServe, tmp_path: Path, capsys) -> None:
@@ -318,90 +329,205 @@ def test_missing_key_file_is_one_line(stub: StubTorchServe, tmp_path: Path, caps
     assert stub.seen == []
 
 
-# --- predict -------------------------------------------------------------------------------------------
+# --- manage --grpc, against the fake TorchServe gRPC server ----------------------------------------------
 
 
 @pytest.fixture
-def run_predict(
-    stub: StubTorchServe, key_file: Path, capsys: pytest.CaptureFixture[str]
+def run_manage_grpc(
+    fake_grpc: FakeGrpc, key_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> Callable[..., tuple[int, str, str]]:
+    """manage.main(argv + `--grpc --grpc-address <fake> --key-file <keys>`) -> (exit code, stdout, stderr)."""
+
     def run(*argv: str) -> tuple[int, str, str]:
-        rc = predict.main([*argv, "--url", stub.url, "--key-file", str(key_file)])
+        rc = manage.main([*argv, "--grpc", "--grpc-address", fake_grpc.address, "--key-file", str(key_file)])
         out, err = capsys.readouterr()
         return rc, out, err
 
     return run
 
 
-def test_predict_inline_json(stub: StubTorchServe, run_predict: Callable) -> None:
-    answer = {"predictions": [1], "probabilities": [[0.1, 0.9]]}
-    stub.ok("POST", "/predictions/tabular", answer)
-    body = '{"inputs": [[0.5, 1.5]]}'
-    assert run_predict("tabular", body) == (0, json.dumps(answer, indent=2) + "\n", "")
-    (seen,) = stub.seen
-    assert (seen.body, seen.headers["content-type"]) == (body.encode(), "application/json")
-    assert seen.headers["authorization"] == "Bearer infer-key"
+def printed(answer: object) -> str:
+    """What manage prints for a JSON answer."""
+    return json.dumps(answer, indent=2) + "\n"
 
 
-def test_predict_long_inline_json_is_not_taken_for_a_path(stub: StubTorchServe, run_predict: Callable) -> None:
-    stub.ok("POST", "/predictions/tabular", {"predictions": [0]})
-    body = json.dumps({"inputs": [[1000.123456] * 30]}, indent=2)  # longer than a file name may be
-    assert run_predict("tabular", body)[0] == 0
-    assert stub.seen[0].body == body.encode()
+def test_manage_grpc_register_maps_every_option(run_manage_grpc: Callable, fake_management: FakeManagement) -> None:
+    argv = ["mnist.mar", "--name", "m", "--batch-size", "4", "--max-batch-delay-ms", "50", "--workers", "2"]
+    rc, out, err = run_manage_grpc("register", *argv, "--response-timeout-s", "30")
+    assert (rc, out, err) == (0, printed({"status": 'Model "m" Version: 1.0 registered with 2 initial workers'}), "")
+    assert fake_management.seen == [
+        {
+            "RegisterModelRequest": {
+                "url": "mnist.mar",
+                "model_name": "m",
+                "batch_size": 4,
+                "max_batch_delay": 50,
+                "initial_workers": 2,
+                "response_timeout": 30,
+                "synchronous": True,
+            }
+        }
+    ]
+    assert run_manage_grpc("register", "tabular.mar", "--no-wait") == (
+        0,
+        printed({"status": "Processing worker updates..."}),
+        "",
+    )
+    assert fake_management.seen[-1] == {"RegisterModelRequest": {"url": "tabular.mar"}}  # synchronous false: default
 
 
-@pytest.mark.parametrize(
-    ("suffix", "ctype"),
-    [(".png", "image/png"), (".jpg", "image/jpeg"), (".JPEG", "image/jpeg"), (".npy", "application/x-npy"),
-     (".json", "application/json")],
-)  # fmt: skip
-def test_predict_file_content_types(
-    stub: StubTorchServe, run_predict: Callable, tmp_path: Path, suffix: str, ctype: str
+def test_manage_grpc_register_workers_flag_wins_over_the_archive(
+    run_manage_grpc: Callable, fake_management: FakeManagement
 ) -> None:
-    path = tmp_path / f"input{suffix}"
-    path.write_bytes(b"\x89PNG-ish bytes")
-    stub.ok("POST", "/predictions/mnist/2.0", {"predicted_label": 3})
-    assert run_predict("mnist", str(path), "--version", "2.0")[0] == 0
-    (seen,) = stub.seen
-    assert (seen.body, seen.headers["content-type"]) == (b"\x89PNG-ish bytes", ctype)
+    fake_management.archive_min_workers = {"mnist_v2.0.mar": 2}
+    rc, out, err = run_manage_grpc("register", "mnist_v2.0.mar", "--name", "mnist", "--workers", "1")
+    assert (rc, err) == (0, "")
+    assert json.loads(out) == {
+        "status": 'Model "mnist" Version: 1.0 registered with 2 initial workers',
+        "scaled": "Workers scaled to 1 for model: mnist, version: 1.0",
+        "note": NOTE_1_NOT_2,
+    }
+    assert fake_management.seen == [
+        {"RegisterModelRequest": {"url": "mnist_v2.0.mar", "model_name": "mnist", "initial_workers": 1,
+                                  "synchronous": True}},
+        {"ScaleWorkerRequest": {"model_name": "mnist", "model_version": "1.0", "min_worker": 1, "max_worker": 1,
+                                "synchronous": True}},
+    ]  # fmt: skip
 
 
-def test_predict_handler_error_is_one_line_exit_2(stub: StubTorchServe, run_predict: Callable) -> None:
-    stub.fail("POST", "/predictions/mnist", 400, "decode_error", "cannot decode image: truncated PNG")
-    assert run_predict("mnist", "{}") == (2, "", "error: HTTP 400 decode_error: cannot decode image: truncated PNG\n")
-
-
-def test_predict_server_fault_is_exit_1(stub: StubTorchServe, run_predict: Callable) -> None:
-    stub.fail("POST", "/predictions/mnist", 503, "InternalServerException", "Prediction failed")
-    assert run_predict("mnist", "{}") == (1, "", "error: HTTP 503 InternalServerException: Prediction failed\n")
-
-
-def test_predict_prints_a_non_json_answer_raw(stub: StubTorchServe, run_predict: Callable) -> None:
-    stub.routes[("POST", "/predictions/raw")] = (200, b"plain text answer")
-    assert run_predict("raw", "{}") == (0, "plain text answer", "")
+def test_manage_grpc_refuses_zero_workers_before_sending(
+    run_manage_grpc: Callable, fake_management: FakeManagement
+) -> None:
+    rc, out, err = run_manage_grpc("register", "mnist.mar", "--workers", "0")
+    assert (rc, out) == (2, "")
+    assert err.startswith("error: initial_workers=0 cannot be sent over gRPC")
+    assert err.count("\n") == 1
+    assert fake_management.seen == []
 
 
 @pytest.mark.parametrize(
-    ("make_input", "fragment"),
+    ("argv", "request_sent", "answer"),
     [
-        (lambda d: str(d / "weights.pt"), "unsupported input file type '.pt'"),
-        (lambda d: "not json", "INPUT is neither an existing file nor valid JSON"),
+        (["unregister", "m"], {"UnregisterModelRequest": {"model_name": "m"}}, {"status": 'Model "m" unregistered'}),
+        (
+            ["unregister", "m", "--version", "1.0"],
+            {"UnregisterModelRequest": {"model_name": "m", "model_version": "1.0"}},
+            {"status": 'Model "m" unregistered'},
+        ),
+        (
+            ["scale", "m", "--min", "2", "--max", "3", "--version", "2.0", "--no-wait"],
+            {"ScaleWorkerRequest": {"model_name": "m", "model_version": "2.0", "min_worker": 2, "max_worker": 3}},
+            {"status": "Processing worker updates..."},
+        ),
+        (
+            ["set-default", "m", "2.0"],
+            {"SetDefaultRequest": {"model_name": "m", "model_version": "2.0"}},
+            {"status": 'Default version successfully updated for model "m" to "2.0"'},
+        ),
+        (
+            ["describe", "m", "--version", "2.0"],
+            {"DescribeModelRequest": {"model_name": "m", "model_version": "2.0"}},
+            [described("m", "2.0")],
+        ),
+        (["list", "--json"], {"ListModelsRequest": {"limit": 100}}, [{"modelName": "m", "modelUrl": "m.mar"}]),
     ],
 )
-def test_predict_bad_input_is_refused_before_sending(
-    stub: StubTorchServe, run_predict: Callable, tmp_path: Path, make_input: Callable, fragment: str
+def test_manage_grpc_commands_send_and_print(
+    run_manage_grpc: Callable, fake_management: FakeManagement, argv: list[str], request_sent: dict, answer: object
 ) -> None:
-    (tmp_path / "weights.pt").write_bytes(b"\0")
-    rc, out, err = run_predict("mnist", make_input(tmp_path))
+    assert run_manage_grpc(*argv) == (0, printed(answer), "")
+    assert fake_management.seen == [request_sent]
+
+
+@pytest.mark.parametrize("argv", [["describe", "m", "--all"], ["versions", "m", "--json"]])
+def test_manage_grpc_every_version_is_describe_all(
+    run_manage_grpc: Callable, fake_management: FakeManagement, argv: list[str]
+) -> None:
+    rc, out, _ = run_manage_grpc(*argv)
+    assert rc == 0
+    assert [d["modelVersion"] for d in json.loads(out)] == ["1.0", "2.0"]
+    assert fake_management.seen == [{"DescribeModelRequest": {"model_name": "m", "model_version": "all"}}]
+
+
+def test_manage_grpc_tables_are_the_rest_tables(run_manage_grpc: Callable, fake_management: FakeManagement) -> None:
+    """Same descriptions, same table, whatever the protocol (TABLE is the REST one)."""
+    assert run_manage_grpc("list") == (0, TABLE, "")
+    assert run_manage_grpc("versions", "m") == (0, TABLE, "")
+    describe_default = {"DescribeModelRequest": {"model_name": "m"}}
+    describe_all = {"DescribeModelRequest": {"model_name": "m", "model_version": "all"}}
+    assert fake_management.seen == [
+        {"ListModelsRequest": {"limit": 100}},
+        describe_default,
+        describe_all,
+        describe_default,
+        describe_all,
+    ]
+
+
+def test_manage_grpc_options_before_the_command(
+    fake_grpc: FakeGrpc, fake_management: FakeManagement, key_file: Path, capsys
+) -> None:
+    argv = ["--grpc", "--grpc-address", fake_grpc.address, "--key-file", str(key_file), "--timeout", "5", "list"]
+    assert manage.main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"modelName": "m", "modelUrl": "m.mar"}]
+
+
+def test_manage_grpc_server_errors_are_one_line(
+    fake_grpc: FakeGrpc, fake_management: FakeManagement, run_manage_grpc: Callable, tmp_path: Path, capsys
+) -> None:
+    assert run_manage_grpc("unregister", "missing") == (
+        2,
+        "",
+        "error: HTTP 404 ModelNotFoundException: Model not found: missing\n",
+    )
+    wrong = tmp_path / "wrong_keys.json"
+    wrong.write_text(json.dumps({"management": {"key": "wrong"}, "inference": {"key": INFERENCE_KEY}}))
+    rc = manage.main(["list", "--grpc", "--grpc-address", fake_grpc.address, "--key-file", str(wrong)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith(f"error: HTTP 403 PERMISSION_DENIED: {TOKEN_FAILED} (key from {wrong};")
+    assert err.count("\n") == 1
+
+
+def test_manage_grpc_refuses_scale_to_zero_before_sending(
+    run_manage_grpc: Callable, fake_management: FakeManagement
+) -> None:
+    rc, out, err = run_manage_grpc("scale", "m", "--min", "0", "--max", "1")
     assert (rc, out) == (2, "")
-    assert err.startswith("error: ") and fragment in err
-    assert stub.seen == []
+    assert err.startswith("error: need 1 <= min_workers <= max_workers over gRPC, got 0, 1")
+    assert err.count("\n") == 1
+    assert fake_management.seen == []
 
 
-def test_read_input_content_type_override(tmp_path: Path) -> None:
-    path = tmp_path / "digit.bin"
-    path.write_bytes(b"\1\2")
-    assert read_input(str(path), "image/png") == (b"\1\2", "image/png")
-    with pytest.raises(InputError):
-        read_input(str(path))
-    assert read_input('{"inputs": []}') == (b'{"inputs": []}', "application/json")
+def test_manage_grpc_unreachable_is_the_rest_line(key_file: Path, free_port: int, capsys) -> None:
+    address = f"127.0.0.1:{free_port}"
+    assert manage.main(["--grpc", "--grpc-address", address, "--key-file", str(key_file), "list"]) == 1
+    assert capsys.readouterr() == (
+        "",
+        f"error: cannot reach TorchServe's gRPC API at {address}: connection refused"
+        " (is TorchServe running? start it with `make serve`)\n",
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--grpc", "--management-url", "http://127.0.0.1:8081", "list"],
+        ["--grpc-address", "127.0.0.1:7071", "list"],
+    ],
+)
+def test_manage_refuses_the_other_protocols_address(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        manage.main(argv)
+    assert info.value.code == 2
+    assert "--grpc" in capsys.readouterr().err
+
+
+def test_manage_grpc_without_generated_stubs_is_one_line(
+    key_file: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setitem(sys.modules, "toolkit.client.grpc", None)  # as if scripts/gen_grpc.py never ran
+    assert manage.main(["--grpc", "--key-file", str(key_file), "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --grpc is unavailable: ")
+    assert err.count("\n") == 1

@@ -22,9 +22,12 @@ def test_cpu_without_a_gpu_id():
     assert select_device({"gpu_id": None}) == torch.device("cpu")
 
 
-def test_gpu_id_is_used_only_when_cuda_is_available():
-    expected = torch.device("cuda:1") if torch.cuda.is_available() else torch.device("cpu")
+@pytest.mark.parametrize(("cuda", "expected"), [(True, torch.device("cuda:1")), (False, torch.device("cpu"))])
+def test_gpu_id_is_used_only_when_cuda_is_available(monkeypatch, cuda, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     assert select_device({"gpu_id": 1}) == expected
+    assert select_device({"gpu_id": "0"}) == (torch.device("cuda:0") if cuda else torch.device("cpu"))
+    assert select_device({}) == torch.device("cpu")
 
 
 def test_worker_sets_threads_from_config(tmp_path):

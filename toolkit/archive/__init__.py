@@ -14,6 +14,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from handlers.config import load_model_yaml
 from handlers.errors import ModelConfigError
 from toolkit.archive.preflight import preflight
@@ -34,3 +36,18 @@ def build(config_path: Path, store: Path, version: str | None = None, check: boo
             print(f"preflight {name}: {preflight(staged, config, samples)}")
         file_name = f"{name}.mar" if version == config.archive.version else f"{name}_v{version}.mar"
         return run_archiver(staged, store / file_name)
+
+
+def build_variant(
+    base_yaml: Path, name: str, store: Path, top: dict | None = None, handler: dict | None = None, check: bool = False
+) -> Path:
+    """Archive a variant of a model YAML as `<store>/<name>.mar`: TorchServe keys `top` and `handler:` keys
+    `handler` replaced, everything else (model file, labels, archive version) as in `base_yaml`. The variant is
+    validated by the same schema; preflight only with `check`. Returns the .mar path."""
+    data = yaml.safe_load(base_yaml.read_text(encoding="utf-8"))
+    data.update(top or {})
+    data["handler"].update(handler or {})
+    with tempfile.TemporaryDirectory(prefix="variant-") as tmp:
+        path = Path(tmp) / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        return build(path, store, check=check)

@@ -1,9 +1,10 @@
 """Preflight: run a staged archive's handler offline on its sample inputs before the .mar is written.
 
-The handler is loaded from the generated entry file, initialised with a TorchServe `Context` over a folder laid
-out like the extracted archive, and sent one batch: every sample plus one undecodable request. The build fails
-(with the traceback) when the handler crashes, answers the wrong count, refuses a sample, lets the bad request
-through, or predicts a sample differently from `samples/expected.json`.
+The staged archive is laid out in a folder as TorchServe extracts it, and its handler is loaded from the generated
+entry file and initialised there with a TorchServe `Context` (`offline.load_handler`). It is then sent one batch:
+every sample plus one undecodable request. The build fails (with the traceback) when the handler cannot be
+instantiated (an abstract method left out) or crashes, answers the wrong count, refuses a sample, lets the bad
+request through, or predicts a sample differently from `samples/expected.json`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ import tempfile
 import traceback
 from pathlib import Path
 
-import yaml
-
+from handlers.answers import prediction
 from handlers.config import ModelYaml
-from toolkit.archive.offline import OfflineAnswer, load_entry_class, make_context, run_batch
+from toolkit.archive.offline import OfflineAnswer, load_handler, run_batch
 from toolkit.archive.staging import Staged
 from toolkit.errors import PreflightError
 
@@ -39,16 +39,10 @@ def load_samples(samples_dir: Path | None) -> tuple[list[tuple[str, bytes]], dic
     return samples, expected
 
 
-def prediction(answer: object) -> object:
-    """The predicted class(es) in one of our answers, for comparison with expected.json."""
-    if isinstance(answer, list):
-        return [prediction(a) for a in answer]
-    return answer.get("predicted_label", answer.get("predictions"))
-
-
 def check_answers(samples: list[tuple[str, bytes]], expected: dict, answers: list[OfflineAnswer]) -> list[str]:
     """Problems found in the preflight batch's answers (empty when all is well)."""
     problems = []
+    # `answers` has one more entry than `samples`: the bad request at its end, checked below.
     for (name, _), answer in zip(samples, answers, strict=False):
         if answer.status != 200:
             problems.append(f"sample {name} got HTTP {answer.status}: {answer.body[:300]!r}")
@@ -60,19 +54,27 @@ def check_answers(samples: list[tuple[str, bytes]], expected: dict, answers: lis
     return problems
 
 
+def extracted_layout(staged: Staged, model_dir: Path) -> Path:
+    """Lay the staged archive out in `model_dir` as TorchServe extracts the .mar; returns `model_dir`."""
+    shutil.copytree(staged.extra_dir, model_dir, dirs_exist_ok=True)
+    shutil.copy2(staged.model_file, model_dir)
+    shutil.copy2(staged.entry_file, model_dir)
+    shutil.copy2(staged.config_file, model_dir / "model-config.yaml")
+    manifest = {"model": {"modelName": staged.name, "modelVersion": staged.version,
+                          "serializedFile": staged.model_file.name, "handler": staged.entry_file.name,
+                          "configFile": "model-config.yaml"}}
+    (model_dir / "MAR-INF").mkdir()
+    (model_dir / "MAR-INF" / "MANIFEST.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return model_dir
+
+
 def preflight(staged: Staged, config: ModelYaml, samples_dir: Path | None) -> str:
     """Run the staged handler on the samples; returns a one-line report or raises PreflightError."""
     samples, expected = load_samples(samples_dir)
     try:
         with tempfile.TemporaryDirectory() as model_dir:
-            shutil.copytree(staged.extra_dir, model_dir, dirs_exist_ok=True)
-            shutil.copy2(staged.model_file, model_dir)
-            manifest = {"model": {"modelName": staged.name, "modelVersion": staged.version,
-                                  "serializedFile": staged.model_file.name, "handler": staged.entry_file.name}}
-            model_config = yaml.safe_load(staged.config_file.read_text())
-            context = make_context(Path(model_dir), manifest, model_config, batch_size=config.batch_size)
-            handler = load_entry_class(staged.entry_file)()
-            handler.initialize(context)
+            model_dir = extracted_layout(staged, Path(model_dir))
+            handler, context = load_handler(model_dir, batch_size=config.batch_size)
             answers = run_batch(handler, context, [body for _, body in samples] + [BAD_REQUEST])
     except Exception as exc:
         raise PreflightError(f"{staged.name}: handler crashed offline:\n{traceback.format_exc()}") from exc

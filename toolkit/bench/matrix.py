@@ -13,23 +13,18 @@ Each variant gets one warm-up run (not recorded), then one wrk run per concurren
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
-
+from toolkit.archive import build_variant
 from toolkit.bench import serverstats
 from toolkit.bench.loadgen import Request, run_load
 from toolkit.bench.payloads import Payload
 from toolkit.client.metrics import scrape
 from toolkit.client.rest import ManagementClient
 from toolkit.errors import ServerError
-from toolkit.paths import ROOT
 
 
 @dataclass(frozen=True)
@@ -114,20 +109,12 @@ def thread_archive_name(base: str, threads: int) -> str:
 def build_thread_archives(model_yaml: Path, threads: Sequence[int], store: Path) -> dict[int, str]:
     """One archive per threads value in `store` (the model YAML with `handler.threads` replaced).
 
-    Returns threads -> archive file name. Raises CalledProcessError with the archiver's output on failure.
+    Returns threads -> archive file name. Raises ModelConfigError for a variant the schema refuses.
     """
-    data = yaml.safe_load(model_yaml.read_text(encoding="utf-8"))
     out = {}
-    with tempfile.TemporaryDirectory(prefix="bench-yaml-") as tmp:
-        for value in threads:
-            data["handler"]["threads"] = value
-            name = thread_archive_name(model_yaml.stem, value)
-            path = Path(tmp) / f"{name}.yaml"
-            path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-            cmd = [sys.executable, "-m", "toolkit.archive", "--config", str(path), "--store", str(store),
-                   "--no-preflight"]
-            subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
-            out[value] = f"{name}.mar"
+    for value in threads:
+        mar = build_variant(model_yaml, thread_archive_name(model_yaml.stem, value), store, handler={"threads": value})
+        out[value] = mar.name
     return out
 
 

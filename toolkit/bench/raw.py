@@ -27,8 +27,8 @@ import torch
 
 from handlers.backends import load_backend
 from handlers.worker import apply_threads
-from toolkit.archive.mar import read_manifest, read_model_config, safe_extract
-from toolkit.archive.offline import load_entry_class, make_context, run_batch
+from toolkit.archive.mar import read_model_config, safe_extract
+from toolkit.archive.offline import load_handler, run_batch
 from toolkit.bench.payloads import INPUT_KINDS, encode, first_digit
 
 REPEATS = 3  # forward figures are the median of this many timed runs
@@ -81,16 +81,12 @@ def forward_throughput(model_file: Path, batch_sizes: Sequence[int], threads: in
     return rows
 
 
-def load_handler(mar: Path, into: Path, threads: int):
+def archive_handler(mar: Path, into: Path, threads: int):
     """The archive's handler, initialised offline from `mar` extracted into `into`, with `threads` threads."""
     safe_extract(mar, into)
-    manifest = read_manifest(mar)
     config = read_model_config(mar)
     config.setdefault("handler", {})["threads"] = threads
-    context = make_context(into, manifest, config, batch_size=int(config.get("batchSize", 1)))
-    handler = load_entry_class(into / Path(manifest["model"]["handler"]).name)()
-    handler.initialize(context)
-    return handler, context
+    return load_handler(into, model_config=config)  # manifest and entry class as the worker reads them
 
 
 def worker_body(kind: str, body: bytes) -> object:
@@ -111,7 +107,7 @@ def handler_throughput(mar: Path, heldout: Path, batch_sizes: Sequence[int], thr
     image = first_digit(heldout)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-handler-") as tmp:
-        handler, context = load_handler(mar, Path(tmp), threads)
+        handler, context = archive_handler(mar, Path(tmp), threads)
         for kind in INPUT_KINDS:
             body = encode(kind, image)
             for batch_size in batch_sizes:

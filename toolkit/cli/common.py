@@ -39,7 +39,7 @@ def _hint(exc: Exception, key_file: Path | None, command: str) -> str:
         return f" (key from {key_file}; keys change at every server start and expire)"
     if isinstance(exc, ServerError) and command == "register" and "Failed to start workers" in exc.message:
         return " (TorchServe may keep the model registered without workers: check `manage list` and unregister it)"
-    if isinstance(exc, ServerUnreachableError) or (isinstance(exc, ServerError) and exc.kind == "UNAVAILABLE"):
+    if isinstance(exc, ServerUnreachableError):  # REST and gRPC alike
         return " (is TorchServe running? start it with `make serve`)"
     return ""
 

@@ -54,10 +54,10 @@ def read_input(text: str, content_type: str | None = None) -> tuple[bytes, str]:
 
 
 def _predict_grpc(args: argparse.Namespace, key: str, body: bytes) -> Any:
-    """One prediction over gRPC; the GrpcClient module is imported only here (needs generated stubs)."""
+    """One prediction over gRPC; the gRPC client module is imported only here (needs generated stubs)."""
     grpc = import_grpc()
     address = args.grpc_address or default_urls().grpc_inference
-    with grpc.GrpcClient(address, inference_key=key, timeout_s=args.timeout) as client:
+    with grpc.GrpcInferenceClient(address, key, args.timeout) as client:
         return decode_body(client.predict(args.model, body, version=args.version))
 
 

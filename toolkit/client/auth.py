@@ -1,4 +1,4 @@
-"""TorchServe token authorization: reading the key file it writes and building the request header.
+"""TorchServe token authorization: reading the key file it writes, building the HTTP header and gRPC metadata.
 
 TorchServe 0.12 (token authorization on) writes `key_file.json` into its working directory at start,
 mode 0600, pretty-printed JSON of this shape::
@@ -73,6 +73,14 @@ def read_keys(path: str | Path) -> Keys:
 def auth_header(key: str) -> dict[str, str]:
     """The HTTP header TorchServe expects for a key: `{"Authorization": "Bearer <key>"}`."""
     return {"Authorization": f"Bearer {key}"}
+
+
+def grpc_auth(key: str | None) -> tuple[tuple[str, str], ...]:
+    """The gRPC call metadata TorchServe expects for a key: `(("authorization", "Bearer <key>"),)`.
+
+    None (or "") sends no token, for servers run with token authorization off.
+    """
+    return (("authorization", f"Bearer {key}"),) if key else ()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,13 @@
-"""gRPC client for TorchServe 0.12: inference (default port 7070) and management (default port 7071).
+"""gRPC clients for TorchServe 0.12, shaped like the REST ones (`toolkit.client.rest`): `GrpcInferenceClient`
+(default port 7070) and `GrpcManagementClient` (default port 7071), each `(address, key, timeout_s)`.
 
 Stubs come from `toolkit.client.grpc_gen`, generated at install time by `scripts/gen_grpc.py` from `proto/`.
 
-Error contract (same `ServerError` as the REST client):
+Error contract (the same errors as the REST client):
+- No server answered (connection refused, host not resolved, connection broken before the answer): gRPC
+  says UNAVAILABLE, and it is raised as `ServerUnreachableError`, as REST raises it. TorchServe's own
+  UNAVAILABLE answer (HTTP 503, e.g. a full job queue) stays `ServerError(503, ...)`; the two are told apart
+  by gRPC core's details text (`is_unreachable`).
 - A handler's per-request error travels as a successful call whose prediction bytes are the JSON error
   `{"code": >=400, "type", "message"}` (TorchServe ignores per-request status on gRPC); it is raised as
   `ServerError(code, message, type)`.
@@ -23,13 +28,15 @@ import json
 import re
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import grpc
 from google.protobuf import empty_pb2
 
+from toolkit.client.auth import grpc_auth
 from toolkit.client.error_body import parse_error_body
-from toolkit.errors import ServerError, UnsupportedRequestError
+from toolkit.client.management import Registration
+from toolkit.errors import ServerError, ServerUnreachableError, UnsupportedRequestError
 
 try:
     from toolkit.client.grpc_gen import inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc
@@ -105,11 +112,35 @@ def error_from_status(code: grpc.StatusCode, details: str | None) -> ServerError
     return ServerError(status, message or f"gRPC {code.name} without details", exception or code.name)
 
 
-def error_from_rpc(err: grpc.RpcError) -> ServerError:
-    """ServerError for a `grpc.RpcError` raised by a stub call (which is also a `grpc.Call`)."""
-    code = err.code() if isinstance(err, grpc.Call) else grpc.StatusCode.UNKNOWN
+# gRPC core's words for a call that never reached a server: nothing listening ("failed to connect to all
+# addresses; ... Connection refused"), a name that does not resolve ("errors resolving", "DNS resolution
+# failed"), a connection that broke before the answer ("Socket closed", "Connection reset", "Broken pipe").
+# TorchServe's own UNAVAILABLE answers (HTTP 503: a full job queue, no worker to serve the request) carry
+# its ServiceUnavailableException message instead, which never contains these words.
+_UNREACHABLE = re.compile(
+    r"failed to connect|connection refused|connections to all backends failing|errors resolving"
+    r"|dns resolution failed|name resolution|socket closed|connection reset|broken pipe|endpoint closing",
+    re.IGNORECASE,
+)
+
+
+def is_unreachable(code: grpc.StatusCode, details: str | None) -> bool:
+    """Whether a failed call's status says no server answered (see `_UNREACHABLE`), not a server's 503."""
+    return code is grpc.StatusCode.UNAVAILABLE and bool(_UNREACHABLE.search(details or ""))
+
+
+def error_from_rpc(err: grpc.RpcError, address: str) -> ServerError | ServerUnreachableError:
+    """The toolkit error for a `grpc.RpcError` of a stub call to `address` (the error is also a `grpc.Call`).
+
+    ServerUnreachableError (as the REST client raises for a refused connection) when no server answered,
+    else `error_from_status`'s ServerError.
+    """
+    code = (err.code() if isinstance(err, grpc.Call) else None) or grpc.StatusCode.UNKNOWN
     details = err.details() if isinstance(err, grpc.Call) else str(err)
-    return error_from_status(code or grpc.StatusCode.UNKNOWN, details)
+    if is_unreachable(code, details):
+        reason = "connection refused" if "refused" in (details or "").lower() else details
+        return ServerUnreachableError(f"cannot reach TorchServe's gRPC API at {address}: {reason}")
+    return error_from_status(code, details)
 
 
 def check_prediction(response: inference_pb2.PredictionResponse) -> bytes:
@@ -123,11 +154,6 @@ def check_prediction(response: inference_pb2.PredictionResponse) -> bytes:
     return response.prediction
 
 
-def _auth(key: str | None) -> tuple[tuple[str, str], ...]:
-    """gRPC metadata carrying `authorization: Bearer <key>`; none without a key."""
-    return (("authorization", f"Bearer {key}"),) if key else ()
-
-
 def _parse_health(text: str) -> str:
     """Status word of TorchServe's health JSON `{"status": "Healthy"}`; the stripped text if not that."""
     try:
@@ -137,45 +163,26 @@ def _parse_health(text: str) -> str:
     return str(obj["status"]) if isinstance(obj, dict) and "status" in obj else text.strip()
 
 
-class GrpcClient:
-    """Blocking client of TorchServe's gRPC APIs; use as a context manager to close its channels.
+class _GrpcClient:
+    """One insecure channel to `address` ("host:port"), one bearer key, one deadline for every call.
 
-    Addresses are "host:port" (e.g. "127.0.0.1:7070"); either may be None when that API is not used (its
-    calls then raise ValueError). Keys are the "inference"/"management" keys of TorchServe's key_file.json,
-    sent as `authorization: Bearer <key>`; None sends no token (servers run with token auth disabled).
-    `timeout_s` is the deadline of every call, in seconds. Every failure is raised as
-    `toolkit.errors.ServerError` (see the module docstring). Satisfies
-    `toolkit.client.management.ManagementApi`.
+    `key` is the "inference" or "management" key of TorchServe's key_file.json, sent as
+    `authorization: Bearer <key>`; None sends no token (servers run with token auth disabled). `timeout_s` is
+    the deadline of every call, in seconds. Use as a context manager to close the channel; calls afterwards
+    raise ValueError.
     """
 
-    def __init__(
-        self,
-        inference_address: str | None = None,
-        management_address: str | None = None,
-        inference_key: str | None = None,
-        management_key: str | None = None,
-        timeout_s: float = 30,
-    ) -> None:
+    def __init__(self, address: str, key: str | None, timeout_s: float) -> None:
+        self.address = address
         self.timeout_s = timeout_s
-        self._channels: list[grpc.Channel] = []
-        self._inference = self._stub(inference_address, inference_pb2_grpc.InferenceAPIsServiceStub)
-        self._inference_auth = _auth(inference_key)
-        self._management = self._stub(management_address, management_pb2_grpc.ManagementAPIsServiceStub)
-        self._management_auth = _auth(management_key)
-
-    def _stub(self, address: str | None, stub_class: Any) -> Any:
-        """A stub on a new channel to `address`; None without an address."""
-        if not address:
-            return None
-        self._channels.append(grpc.insecure_channel(address))
-        return stub_class(self._channels[-1])
+        self._metadata = grpc_auth(key)
+        self._channel = grpc.insecure_channel(address)
 
     def close(self) -> None:
-        """Close the channels; calls afterwards fail."""
-        for channel in self._channels:
-            channel.close()
+        """Close the channel."""
+        self._channel.close()
 
-    def __enter__(self) -> GrpcClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -183,39 +190,36 @@ class GrpcClient:
     ) -> None:
         self.close()
 
-    def _unary(self, method: Any, request: Any, auth: tuple[tuple[str, str], ...]) -> Any:
-        """Call a unary stub method under the deadline; gRPC errors become ServerError."""
+    def _unary(self, method: Any, request: Any) -> Any:
+        """Call a unary stub method under the deadline; gRPC errors become toolkit errors (`error_from_rpc`)."""
         try:
-            return method(request, timeout=self.timeout_s, metadata=auth)
+            return method(request, timeout=self.timeout_s, metadata=self._metadata)
         except grpc.RpcError as err:
-            raise error_from_rpc(err) from None
+            raise error_from_rpc(err, self.address) from None
 
-    def _inference_stub(self) -> Any:
-        """The inference stub; ValueError when the client was built without an inference address."""
-        if self._inference is None:
-            raise ValueError("GrpcClient was built without an inference_address")
-        return self._inference
+    def _streamed(self, method: Any, request: Any) -> Iterator[Any]:
+        """Each answer of a server-streaming stub method, under one deadline for the whole stream."""
+        try:
+            yield from method(request, timeout=self.timeout_s, metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, self.address) from None
 
-    def _manage(self, name: str, request: Any) -> str:
-        """Call management method `name`; return the answer's `msg` text."""
-        if self._management is None:
-            raise ValueError("GrpcClient was built without a management_address")
-        return self._unary(getattr(self._management, name), request, self._management_auth).msg
 
-    def _manage_status(self, name: str, request: Any) -> dict:
-        """Call a management method whose `msg` is a sentence; return it as REST does, `{"status": msg}`."""
-        return {"status": self._manage(name, request)}
+class GrpcInferenceClient(_GrpcClient):
+    """Client of TorchServe's gRPC inference API (`grpc_inference_address`, default port 7070), authorized
+    with the inference key. Failures raise ServerError (see the module docstring), a server that cannot be
+    reached ServerUnreachableError."""
 
-    # ---- inference -------------------------------------------------------------------------------
+    def __init__(self, address: str, key: str | None, timeout_s: float = 60.0) -> None:
+        super().__init__(address, key, timeout_s)
+        self._stub = inference_pb2_grpc.InferenceAPIsServiceStub(self._channel)
 
     def ping(self) -> str:
         """Server health word ("Healthy" / "Unhealthy"). TorchServe 0.12 wants the inference key here too."""
-        response = self._unary(self._inference_stub().Ping, empty_pb2.Empty(), self._inference_auth)
-        return _parse_health(response.health)
+        return _parse_health(self._unary(self._stub.Ping, empty_pb2.Empty()).health)
 
-    def _request(
-        self, model: str, body: bytes, version: str | None, input_name: str
-    ) -> inference_pb2.PredictionsRequest:
+    @staticmethod
+    def _request(model: str, body: bytes, version: str | None, input_name: str) -> inference_pb2.PredictionsRequest:
         """PredictionsRequest with one input part; version None or "" means the default version."""
         return inference_pb2.PredictionsRequest(model_name=model, model_version=version or "", input={input_name: body})
 
@@ -226,7 +230,7 @@ class GrpcClient:
         the body's code, type and message.
         """
         request = self._request(model, body, version, input_name)
-        return check_prediction(self._unary(self._inference_stub().Predictions, request, self._inference_auth))
+        return check_prediction(self._unary(self._stub.Predictions, request))
 
     def stream_predict(
         self, model: str, body: bytes, version: str | None = None, input_name: str = "data"
@@ -238,41 +242,53 @@ class GrpcClient:
         and restarts that worker, because such answers lack the `ts_stream_next` header. Use `predict`.
         """
         request = self._request(model, body, version, input_name)
-        stub = self._inference_stub()
-        try:
-            for response in stub.StreamPredictions(request, timeout=self.timeout_s, metadata=self._inference_auth):
-                yield check_prediction(response)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err) from None
+        for response in self._streamed(self._stub.StreamPredictions, request):
+            yield check_prediction(response)
 
-    # ---- management ------------------------------------------------------------------------------
 
-    def register(
-        self,
-        url: str,
-        model_name: str | None = None,
-        batch_size: int | None = None,
-        max_batch_delay_ms: int | None = None,
-        initial_workers: int | None = None,
-        synchronous: bool = True,
-        response_timeout_s: int | None = None,
-    ) -> dict:
-        """Register archive `url` (a file name in the model store, or an http(s) URL); `{"status": text}`.
+class GrpcManagementClient(_GrpcClient):
+    """Client of TorchServe's gRPC management API (`grpc_management_address`, default port 7071), authorized
+    with the management key; satisfies `toolkit.client.management.ManagementApi`. Failures raise ServerError,
+    a server that cannot be reached ServerUnreachableError.
 
-        None (or 0) leaves a setting to the server: name and handler from the manifest, batch size 1,
-        batch delay 100 ms, `default_workers_per_model` initial workers (gRPC cannot ask for 0 workers),
-        response timeout 120 s. `synchronous` waits until the initial workers are up. Needs the server's
-        `enable_model_api=true`, else ServerError 403 "Model API disabled". Registering a name/version
-        that exists is answered by TorchServe 0.12 with UNKNOWN and no details (ServerError 500).
+    Default timeout is long because a synchronous registration waits for the workers to load the model.
+    """
+
+    def __init__(self, address: str, key: str | None, timeout_s: float = 300.0) -> None:
+        super().__init__(address, key, timeout_s)
+        self._stub = management_pb2_grpc.ManagementAPIsServiceStub(self._channel)
+
+    def _manage(self, name: str, request: Any) -> str:
+        """Call management method `name`; return the answer's `msg` text."""
+        return self._unary(getattr(self._stub, name), request).msg
+
+    def _manage_status(self, name: str, request: Any) -> dict:
+        """Call a management method whose `msg` is a sentence; return it as REST does, `{"status": msg}`."""
+        return {"status": self._manage(name, request)}
+
+    def register(self, url: str | Registration, **options: Any) -> dict:
+        """Register an archive (a file name in the model store, or an http(s) URL); `{"status": text}`.
+
+        `options` are the fields of `Registration`; None leaves a setting to the archive, then the server.
+        gRPC cannot ask for 0 initial workers (TorchServe reads 0 as "server default"), so 0 is refused
+        here (UnsupportedRequestError); register over REST for that. `synchronous` waits until the initial
+        workers are up. Needs the server's `enable_model_api=true`, else ServerError 403 "Model API
+        disabled". Registering a name/version that exists is answered by TorchServe 0.12 with UNKNOWN and
+        no details (ServerError 500).
         """
+        reg = Registration.of(url, **options)
+        if reg.initial_workers == 0:
+            raise UnsupportedRequestError(
+                "initial_workers=0 cannot be sent over gRPC (TorchServe reads 0 as its default; register over REST)"
+            )
         request = management_pb2.RegisterModelRequest(
-            url=url,
-            model_name=model_name or "",
-            batch_size=batch_size or 0,
-            max_batch_delay=max_batch_delay_ms or 0,
-            initial_workers=initial_workers or 0,
-            synchronous=synchronous,
-            response_timeout=response_timeout_s or 0,
+            url=reg.url,
+            model_name=reg.model_name or "",
+            batch_size=reg.batch_size or 0,
+            max_batch_delay=reg.max_batch_delay_ms or 0,
+            initial_workers=reg.initial_workers or 0,
+            synchronous=reg.synchronous,
+            response_timeout=reg.response_timeout_s or 0,
         )
         return self._manage_status("RegisterModel", request)
 

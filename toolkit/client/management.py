@@ -6,30 +6,53 @@ Answers are parsed JSON in the shapes of TorchServe's REST API, whatever the pro
   sentence as plain text, e.g. `Model "mnist" Version: 2.0 registered with 1 initial workers`);
 - describe / versions: a list of version descriptions (`modelName`, `modelVersion`, `minWorkers`, `workers`...);
 - models: every registered model, all pages, as `[{"modelName", "modelUrl"}, ...]`.
-Failures raise `toolkit.errors.ServerError` with an HTTP(-like) status.
+Failures raise `toolkit.errors.ServerError` with an HTTP(-like) status; no answer at all (connection refused,
+host not resolved) raises `toolkit.errors.ServerUnreachableError`, whatever the protocol.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a registration asks TorchServe for; None leaves a setting to the archive's model-config, then to
+    the server (`default_workers_per_model`, batch size 1, batch delay 100 ms, response timeout 120 s).
+
+    The archive's model-config wins over `initial_workers` (its minWorkers/maxWorkers, TorchServe issue
+    #2851) and over `response_timeout_s` (its responseTimeout).
+    """
+
+    url: str  # archive file name in the model store ("mnist.mar"), or an allowed http(s) URL
+    model_name: str | None = None  # default: the archive's manifest
+    batch_size: int | None = None  # max requests per batch
+    max_batch_delay_ms: int | None = None  # max wait to fill a batch
+    initial_workers: int | None = None
+    synchronous: bool = True  # wait until the initial workers are up
+    response_timeout_s: int | None = None
+
+    @classmethod
+    def of(cls, url: str | Registration, **options: Any) -> Registration:
+        """`url` if it is a Registration (with `options` replaced), else `Registration(url, **options)`.
+
+        An option that is no field of Registration raises TypeError, as a misspelt keyword argument does.
+        """
+        if isinstance(url, Registration):
+            return dataclasses.replace(url, **options)
+        return cls(url, **options)
 
 
 class ManagementApi(Protocol):
     """Management calls of one TorchServe. `version` None means the model's default version; sizes are
     worker counts, delays milliseconds, timeouts seconds; None leaves a setting to the archive/server."""
 
-    def register(
-        self,
-        url: str,
-        model_name: str | None = None,
-        batch_size: int | None = None,
-        max_batch_delay_ms: int | None = None,
-        initial_workers: int | None = None,
-        synchronous: bool = True,
-        response_timeout_s: int | None = None,
-    ) -> dict:
-        """Register archive `url` (a file name in the model store); `synchronous` waits for the workers."""
+    def register(self, url: str | Registration, **options: Any) -> dict:
+        """Register an archive: `register(Registration("mnist.mar", initial_workers=1))`, or the same as
+        `register("mnist.mar", initial_workers=1)` (`options` are Registration's fields)."""
         ...
 
     def unregister(self, name: str, version: str | None = None) -> dict:

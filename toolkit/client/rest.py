@@ -14,6 +14,7 @@ import requests
 
 from toolkit.client.auth import auth_header
 from toolkit.client.error_body import error_from_body
+from toolkit.client.management import Registration
 from toolkit.errors import ServerUnreachableError
 
 
@@ -98,25 +99,18 @@ class ManagementClient(_Client):
     def __init__(self, base_url: str, key: str, timeout_s: float = 300.0) -> None:
         super().__init__(base_url, key, timeout_s)
 
-    def register(
-        self,
-        url: str,
-        model_name: str | None = None,
-        batch_size: int | None = None,
-        max_batch_delay_ms: int | None = None,
-        initial_workers: int | None = None,
-        synchronous: bool = True,
-        response_timeout_s: int | None = None,
-    ) -> dict:
-        """Register an archive of the model store by file name (`mnist.mar`). Unset options fall back to
-        the archive's model config, then the server defaults. Returns TorchServe's `{"status": ...}`."""
-        params: dict[str, Any] = {"url": url, "synchronous": str(synchronous).lower()}
+    def register(self, url: str | Registration, **options: Any) -> dict:
+        """Register an archive of the model store by file name (`mnist.mar`); `options` are the fields of
+        `Registration`. Unset options fall back to the archive's model config, then the server defaults.
+        Returns TorchServe's `{"status": ...}`."""
+        reg = Registration.of(url, **options)
+        params: dict[str, Any] = {"url": reg.url, "synchronous": str(reg.synchronous).lower()}
         optional = {
-            "model_name": model_name,
-            "batch_size": batch_size,
-            "max_batch_delay": max_batch_delay_ms,
-            "initial_workers": initial_workers,
-            "response_timeout": response_timeout_s,
+            "model_name": reg.model_name,
+            "batch_size": reg.batch_size,
+            "max_batch_delay": reg.max_batch_delay_ms,
+            "initial_workers": reg.initial_workers,
+            "response_timeout": reg.response_timeout_s,
         }
         params.update({k: v for k, v in optional.items() if v is not None})
         return self._call("POST", "/models", params=params).json()

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from toolkit.client.management import ManagementApi
+from toolkit.client.management import ManagementApi, Registration
 from toolkit.errors import ServerError
 
 MODEL_LOG = "model_log.log"
@@ -83,8 +83,9 @@ def explain(error: ServerError, log_dir: Path, offset: int = 0) -> ServerError:
     return ServerError(error.status, f"{error.message}: {cause} (from {log_dir / MODEL_LOG})", error.kind)
 
 
-def register_explained(mgmt: ManagementApi, log_dir: Path, url: str, **options: Any) -> dict:
-    """`mgmt.register(url, **options)`; a load failure is re-raised with the worker's cause (see explain)."""
+def register_explained(mgmt: ManagementApi, log_dir: Path, url: str | Registration, **options: Any) -> dict:
+    """`mgmt.register(url, **options)` (a Registration, or an archive and Registration's fields); a load
+    failure is re-raised with the worker's cause (see explain)."""
     offset = log_offset(log_dir)
     try:
         return mgmt.register(url, **options)
