@@ -66,6 +66,27 @@ class HandlerSettings(_Strict):
     test_delay_ms: Annotated[int, Field(ge=0, le=600_000)] = 0
 
 
+class RaySettings(_Strict):
+    """The `ray:` section: how the Ray Serve engine scales this archive (TorchServe ignores it). Every key
+    is optional; unset ones are derived from TorchServe's keys (see `ModelYaml.ray_settings`)."""
+
+    min_replicas: Annotated[int, Field(ge=0, le=1024)] | None = None  # default: minWorkers
+    max_replicas: Annotated[int, Field(ge=1, le=1024)] | None = None  # default: maxWorkers
+    # Requests in flight per replica the autoscaler aims at; default: batchSize (one full batch per replica).
+    target_ongoing_requests: Annotated[float, Field(gt=0, le=100_000)] | None = None
+    upscale_delay_s: Annotated[float, Field(ge=0, le=3600)] = 3.0
+    downscale_delay_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    # Ray's logical CPUs per replica: 0.25 lets the four example archives (2 replicas each) share the two
+    # one-CPU nodes of `make ray-serve`; torch threads per replica come from handler.threads.
+    num_cpus: Annotated[float, Field(gt=0, le=256)] = 0.25
+    num_gpus: Annotated[float, Field(ge=0, le=64)] | None = None  # default: 1 when deviceType is gpu, else 0
+    # Requests one replica takes at once; must be >= batchSize or batches never fill. Default: 2 x batchSize.
+    max_ongoing_requests: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    # Requests waiting for a replica beyond which new ones get 503 + Retry-After; -1 = unbounded. Default:
+    # jobQueueSize when set, else 100 (TorchServe's default queue).
+    max_queued_requests: Annotated[int, Field(ge=-1, le=10_000_000)] | None = None
+
+
 class ArchiveSettings(_Strict):
     """The `archive:` section: what `make archive` packs. Paths are relative to the project root."""
 
@@ -92,6 +113,7 @@ class ModelYaml(_Strict):
     client_timeout_ms: int | None = Field(None, alias="clientTimeoutInMills", ge=1)
     use_job_ticket: bool | None = Field(None, alias="useJobTicket")
     handler: HandlerSettings
+    ray: RaySettings = RaySettings()
     archive: ArchiveSettings | None = None
 
     @model_validator(mode="after")
@@ -102,6 +124,32 @@ class ModelYaml(_Strict):
                 "allowed: minWorkers <= maxWorkers"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_ray(self) -> ModelYaml:
+        ongoing = self.ray.max_ongoing_requests
+        if ongoing is not None and ongoing < self.batch_size:
+            raise ValueError(
+                f"ray.max_ongoing_requests = {ongoing} is below batchSize = {self.batch_size}; "
+                "allowed: >= batchSize (a replica could never fill a batch)"
+            )
+        low, high = self.ray.min_replicas, self.ray.max_replicas
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"ray.min_replicas = {low} exceeds ray.max_replicas = {high}")
+        return self
+
+    def ray_settings(self) -> RaySettings:
+        """The `ray:` section with every unset key derived from TorchServe's keys."""
+        ray = self.ray
+        return ray.model_copy(update={
+            "min_replicas": self.min_workers if ray.min_replicas is None else ray.min_replicas,
+            "max_replicas": ray.max_replicas or max(self.max_workers, ray.min_replicas or 0),
+            "target_ongoing_requests": ray.target_ongoing_requests or float(self.batch_size),
+            "num_gpus": (1.0 if self.device_type == "gpu" else 0.0) if ray.num_gpus is None else ray.num_gpus,
+            "max_ongoing_requests": ray.max_ongoing_requests or 2 * self.batch_size,
+            "max_queued_requests": ray.max_queued_requests if ray.max_queued_requests is not None
+            else (self.job_queue_size or 100),
+        })
 
     def torchserve_config(self) -> dict:
         """The model-config.yaml packed into the archive: TorchServe keys and `handler:`, no `archive:`."""

@@ -1,0 +1,110 @@
+"""The Ray Serve deployments: one batched deployment per archive, and one ingress speaking TorchServe's API.
+
+    ArchiveModel   one `.mar` per replica (toolkit.engines.archive_worker.ArchiveWorker); requests are
+                   batched by `@serve.batch` (max_batch_size = batchSize, batch_wait_timeout_s =
+                   maxBatchDelay / 1000) into one `handle()` call; each answer keeps its own status.
+    Ingress        the HTTP front on Ray's proxy: `POST /predictions/<model>[/<version>]`, `GET /ping`,
+                   TorchServe's bearer tokens (a missing or wrong token is refused with TorchServe's 400
+                   InvalidKeyException body), TorchServe's 404 bodies, and 503 + Retry-After when a model's
+                   queue (`max_queued_requests`) is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import tempfile
+
+from ray import serve
+from ray.serve.exceptions import BackPressureError
+from ray.serve.handle import DeploymentHandle
+from starlette.requests import Request as HttpRequest
+from starlette.responses import Response
+
+from toolkit.engines.archive_worker import Answer, ArchiveWorker, Request
+
+TOKEN_FAILED = "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
+RETRY_AFTER_S = 1
+
+
+def _device(gpu_ids: list[int]) -> int | None:
+    """The GPU id Ray gave this replica (the first of `ray.get_gpu_ids()`), None on CPU."""
+    return int(gpu_ids[0]) if gpu_ids else None
+
+
+class ArchiveModel:
+    """A replica serving one archive. Constructed by Ray with the archive's path on the shared filesystem and
+    its batching settings (batch size, wait in seconds)."""
+
+    def __init__(self, mar: str, max_batch_size: int, batch_wait_timeout_s: float) -> None:
+        import ray
+
+        self._dir = tempfile.TemporaryDirectory(prefix="ray-archive-")
+        self.worker = ArchiveWorker(mar, self._dir.name, gpu_id=_device(ray.get_gpu_ids()))
+        self.batch.set_max_batch_size(max_batch_size)
+        self.batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=1, batch_wait_timeout_s=0.001)
+    async def batch(self, requests: list[Request]) -> list[Answer]:
+        """One handler call for the whole batch, off the event loop so the next batch can gather."""
+        return await asyncio.to_thread(self.worker.handle, requests)
+
+    async def __call__(self, request: Request) -> Answer:
+        return await self.batch(request)
+
+
+def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    """TorchServe's error body `{"code", "type", "message"}`."""
+    body = json.dumps({"code": status, "type": kind, "message": message})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+class Ingress:
+    """TorchServe's inference API over the model deployments. `inference_key` is the bearer token every
+    request must carry; `routes` maps model name -> version -> deployment handle; `defaults` names the
+    version a bare `/predictions/<name>` reaches."""
+
+    def __init__(
+        self, inference_key: str, routes: dict[str, dict[str, DeploymentHandle]], defaults: dict[str, str]
+    ) -> None:
+        self.key = inference_key.encode()
+        self.routes = routes
+        self.defaults = defaults
+
+    def _authorized(self, request: HttpRequest) -> bool:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key)
+
+    def _handle(self, parts: list[str]) -> DeploymentHandle | Response:
+        """The deployment of `/predictions/<name>[/<version>]`, or TorchServe's 404 answer."""
+        name = parts[1] if len(parts) > 1 else ""
+        if name not in self.defaults:
+            return _error(404, "ModelNotFoundException", f"Model not found: {name}")
+        version = parts[2] if len(parts) > 2 else self.defaults[name]
+        handle = self.routes[name].get(version)
+        if handle is None:
+            message = f"Model version: {version} does not exist for model: {name}"
+            return _error(404, "ModelVersionNotFoundException", message)
+        return handle
+
+    async def __call__(self, request: HttpRequest) -> Response:
+        if not self._authorized(request):
+            return _error(400, "InvalidKeyException", TOKEN_FAILED)
+        parts = [p for p in request.url.path.split("/") if p]
+        if request.method == "GET" and parts == ["ping"]:
+            return Response(json.dumps({"status": "Healthy"}), media_type="application/json")
+        if request.method not in ("POST", "PUT") or not parts or parts[0] != "predictions" or len(parts) > 3:
+            return _error(404, "ResourceNotFoundException", f"Requested resource is not found: {request.url.path}")
+        target = self._handle(parts)
+        if isinstance(target, Response):
+            return target
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items() if k.lower() != "authorization"}
+        forward = Request(body, request.headers.get("content-type", "application/octet-stream"), headers)
+        try:
+            answer: Answer = await target.remote(forward)
+        except BackPressureError:
+            return _error(503, "ServiceUnavailableException", f"Model {parts[1]} is busy: its queue is full",
+                          {"Retry-After": str(RETRY_AFTER_S)})
+        return Response(answer.body, status_code=answer.status, media_type=answer.content_type, headers=answer.headers)
