@@ -4,20 +4,19 @@ our REST clients and the `manage` / `predict` command lines.
 What TorchServe 0.12 really answers (checked here): a missing or wrong token is 400 InvalidKeyException on
 both APIs, /ping included; the two keys are not interchangeable; /metrics asks for no token.
 Version-management errors (409 duplicate version, 403 removing the default version, 500 load failure) run
-on a separate module server with throwaway echo archives, so the session server's models stay untouched.
+on the shared echo server (conftest.py) with throwaway echo archives, registered under names of this module
+only and unregistered in a `finally`, so neither server's models change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
 import requests
 
-from tests.e2e.conftest import CONFIG, FAILING_HANDLER, build_archive, serving
 from toolkit.cli import manage, predict
 from toolkit.client.auth import Keys, auth_header
 from toolkit.client.rest import InferenceClient, ManagementClient
@@ -150,7 +149,7 @@ def test_manage_cli_against_the_server(
     server: LocalServer, model_names: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     conn = ["--management-url", server.urls.management, "--key-file", str(server.key_file)]
-    assert manage.main(["list", *conn]) == 0
+    assert manage.main(["list", "--json", *conn]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert sorted(m["modelName"] for m in listed) == model_names
 
@@ -159,7 +158,7 @@ def test_manage_cli_against_the_server(
     assert captured.out == ""
     assert captured.err == "error: HTTP 404 ModelNotFoundException: Model not found: no-such-model\n"
 
-    assert manage.main(["versions", model_names[0], *conn]) == 0
+    assert manage.main(["versions", model_names[0], "--json", *conn]) == 0
     assert {d["modelName"] for d in json.loads(capsys.readouterr().out)} == {model_names[0]}
 
 
@@ -176,42 +175,51 @@ def test_predict_cli_errors_against_the_server(
 # --- version management on a server of throwaway archives -------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    """echo 1.0 loaded at start; echo_2.0.mar and broken_1.0.mar (fails to load) in its store."""
-    root = tmp_path_factory.mktemp("versions")
-    store = root / "store"
-    store.mkdir()
-    first = build_archive(root, store, "echo", "1.0")
-    build_archive(root, store, "echo", "2.0")
-    build_archive(root, store, "broken", "1.0", FAILING_HANDLER)
-    srv = LocalServer(CONFIG, root / "run", store, [first])
-    with serving(srv):
-        yield srv
+VERSIONED = "auth_echo"  # echo_1.0.mar and echo_2.0.mar registered under this name by the lifecycle test
+
+
+def unregister_all(mgmt: ManagementClient, name: str) -> None:
+    """Remove every version of `name` (the default last, as TorchServe requires); nothing if not registered."""
+    if not any(m["modelName"] == name for m in mgmt.models()):
+        return
+    default = mgmt.describe(name)[0]["modelVersion"]
+    for version in sorted({d["modelVersion"] for d in mgmt.versions(name)} - {default}):
+        mgmt.unregister(name, version)
+    mgmt.unregister(name, default)
 
 
 def test_version_lifecycle_and_its_errors(echo_server: LocalServer) -> None:
+    name = VERSIONED
     with echo_server.management_client() as mgmt, echo_server.inference_client() as inf:
-        assert "2.0" in mgmt.register("echo_2.0.mar")["status"]
-        assert [d["modelVersion"] for d in mgmt.versions("echo")] == ["1.0", "2.0"]
-        expect_error(
-            lambda: mgmt.register("echo_2.0.mar"),
-            409,
-            "ConflictStatusException",
-            "Model version 2.0 is already registered for model echo",
-        )
-        expect_error(
-            lambda: mgmt.unregister("echo", "1.0"),
-            403,
-            "InvalidModelVersionException",
-            "Cannot remove default version for model echo",
-        )
-        assert inf.predict("echo", b"x", "text/plain")[1]["version"] == "1.0"
-        mgmt.set_default("echo", "2.0")
-        assert inf.predict("echo", b"x", "text/plain")[1]["version"] == "2.0"
-        assert inf.predict("echo", b"x", "text/plain", version="1.0")[1]["version"] == "1.0"
-        mgmt.unregister("echo", "1.0")
-        assert [d["modelVersion"] for d in mgmt.versions("echo")] == ["2.0"]
+        try:
+            assert "1.0" in mgmt.register("echo_1.0.mar", model_name=name)["status"]
+            assert "2.0" in mgmt.register("echo_2.0.mar", model_name=name)["status"]
+            assert [d["modelVersion"] for d in mgmt.versions(name)] == ["1.0", "2.0"]
+            expect_error(
+                lambda: mgmt.register("echo_2.0.mar", model_name=name),
+                409,
+                "ConflictStatusException",
+                f"Model version 2.0 is already registered for model {name}",
+            )
+            expect_error(
+                lambda: mgmt.unregister(name, "1.0"),
+                403,
+                "InvalidModelVersionException",
+                f"Cannot remove default version for model {name}",
+            )
+            assert inf.predict(name, b"x", "text/plain")[1]["version"] == "1.0"
+            mgmt.set_default(name, "2.0")
+            assert inf.predict(name, b"x", "text/plain")[1]["version"] == "2.0"
+            assert inf.predict(name, b"x", "text/plain", version="1.0")[1]["version"] == "1.0"
+            mgmt.unregister(name, "1.0")
+            assert [d["modelVersion"] for d in mgmt.versions(name)] == ["2.0"]
+            removed = expect_error(lambda: inf.predict(name, b"x", "text/plain", version="1.0"), 404,
+                                   "ModelVersionNotFoundException")  # fmt: skip
+            assert "1.0" in removed.message
+        finally:
+            unregister_all(mgmt, name)
+        expect_error(lambda: mgmt.describe(name), 404, "ModelNotFoundException")
+        assert inf.predict("echo", b"x", "text/plain")[1] == {"echo": "x", "version": "1.0"}, "echo is untouched"
 
 
 def test_load_failure_is_500_and_never_leaves_a_model_with_workers(
@@ -220,16 +228,20 @@ def test_load_failure_is_500_and_never_leaves_a_model_with_workers(
     """TorchServe 0.12 either keeps the failed model registered with no worker or drops it (seen both ways,
     depending on when its worker thread gives up); the CLI hint says "may keep". Both outcomes are checked."""
     conn = ["--management-url", echo_server.urls.management, "--key-file", str(echo_server.key_file)]
-    assert manage.main(["register", "broken_1.0.mar", *conn]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith(
-        "error: HTTP 500 InternalServerException: Failed to start workers for model broken version: 1.0: "
-        "RuntimeError: this model cannot load (from "
-    )
-    assert "check `manage list` and unregister it" in err
+    try:
+        assert manage.main(["register", "broken_1.0.mar", *conn]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(
+            "error: HTTP 500 InternalServerException: Failed to start workers for model broken version: 1.0: "
+            "RuntimeError: this model cannot load (from "
+        )
+        assert "check `manage list` and unregister it" in err
+        with echo_server.management_client() as mgmt:
+            if any(m["modelName"] == "broken" for m in mgmt.models()):
+                (desc,) = mgmt.describe("broken")
+                assert (desc["minWorkers"], desc["workers"]) == (0, [])  # registered, but no worker
+    finally:
+        with echo_server.management_client() as mgmt:
+            unregister_all(mgmt, "broken")
     with echo_server.management_client() as mgmt:
-        if any(m["modelName"] == "broken" for m in mgmt.models()):
-            (desc,) = mgmt.describe("broken")
-            assert (desc["minWorkers"], desc["workers"]) == (0, [])  # registered, but no worker
-            mgmt.unregister("broken")
         expect_error(lambda: mgmt.describe("broken"), 404, "ModelNotFoundException")

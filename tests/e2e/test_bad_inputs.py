@@ -3,16 +3,19 @@ a 5xx, never a traceback), alone and inside a batch whose good requests keep the
 
 Alone: every case goes to the shipped models (`/predictions/mnist`, `/predictions/tabular`) of the session
 server. In a batch: the module registers copies of the same archives, `mnist_batch8` and `tabular_batch8`,
-with batch_size 8 and max_batch_delay 200 ms, and fires 1 bad + 7 good requests at once (one connection
-each). handlers.base logs one `batch: requests=.. inputs=.. rejected=..` line per batch, which proves the
-eight really shared one batch. The copies are unregistered at the end of the module.
+with batch_size 8 and max_batch_delay 1.5 s (long enough for 8 fresh connections to reach the frontend on a
+busy machine; the batch is cut as soon as 8 are there), and fires 1 bad + 7 good requests at once (one
+connection each). handlers.base logs one `batch: requests=.. inputs=.. rejected=..` line per batch: together
+they account for exactly the 8 requests and the 1 rejection, and the bad request shared its batch with good
+ones. The copies are unregistered at the end of the module. Each test stands alone (no test relies on
+another having run first).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import psutil
@@ -20,17 +23,29 @@ import pytest
 
 from handlers.config import load_model_yaml
 from tests.conftest import BUILD, ROOT, require_built
-from tests.e2e._helpers import Answer, Req, assert_error, batch_lines, peak_rss, send_one, send_together, wait_for
-from tests.e2e.conftest import CONFIG
+from tests.e2e._helpers import (
+    CONFIG,
+    Outcome,
+    Request,
+    assert_error,
+    batch_lines,
+    peak_rss,
+    send_one,
+    send_together,
+    wait_for,
+)
 from tests.payloads import huge_png, random_image_bytes, truncated
 from toolkit.client.auth import Keys
+from toolkit.client.management import worker_pids
 from toolkit.client.rest import ManagementClient
-from toolkit.server import LocalServer, read_properties
+from toolkit.properties import read_properties
+from toolkit.server.diagnose import log_offset
+from toolkit.server.local import LocalServer
 
 pytestmark = pytest.mark.e2e
 
 BATCH_SIZE = 8
-BATCH_DELAY_MS = 200
+BATCH_DELAY_MS = 1500  # the batch is cut when 8 are there; only the 7-request cases wait it out
 BATCH_MODEL = {"mnist": "mnist_batch8", "tabular": "tabular_batch8"}
 PROB_TOL = 2e-6  # answers are rounded to 6 decimals; batch composition can move the last digit
 BAD_AT = 3  # position of the bad request among the eight
@@ -91,8 +106,8 @@ class Case:
     def path(self, model: str) -> str:
         return f"/predictions/{self.target or model}{self.suffix}"
 
-    def request(self, model: str) -> Req:
-        return Req(self.path(model), self.make(), self.content_type)
+    def request(self, model: str) -> Request:
+        return Request(self.path(model), self.make(), self.content_type)
 
 
 def _common(model: str) -> list[Case]:
@@ -162,7 +177,7 @@ def tabular_cases() -> list[Case]:
 CASES = [*mnist_cases(), *tabular_cases()]
 
 
-def check_refusal(answer: Answer, case: Case) -> None:
+def check_refusal(answer: Outcome, case: Case) -> None:
     if case.empty_body:
         assert (answer.status, answer.body) == (case.status, b""), (answer.status, answer.body[:200])
     else:
@@ -172,21 +187,21 @@ def check_refusal(answer: Answer, case: Case) -> None:
 # --- good requests and their answers alone ---------------------------------------------------------------
 
 
-def good_requests(model: str) -> list[Req]:
+def good_requests(model: str) -> list[Request]:
     """Seven distinct valid requests (content-type and body); path filled in by the caller."""
     if model == "mnist":
-        return [Req("", _sample_png(f"{i}.png"), "image/png") for i in range(BATCH_SIZE - 1)]
+        return [Request("", _sample_png(f"{i}.png"), "image/png") for i in range(BATCH_SIZE - 1)]
     samples = sorted((BUILD / "tabular" / "samples").glob("sample_*.json"))
     rows = [json.loads(p.read_text())["inputs"][0] for p in samples]
-    return [Req("", json.dumps({"inputs": [rows[i % len(rows)]], "return_probabilities": True}).encode())
+    return [Request("", json.dumps({"inputs": [rows[i % len(rows)]], "return_probabilities": True}).encode())
             for i in range(BATCH_SIZE - 1)]  # fmt: skip
 
 
-def at(req: Req, path: str) -> Req:
-    return Req(path, req.body, req.content_type)
+def at(req: Request, path: str) -> Request:
+    return Request(path, req.body, req.content_type)
 
 
-def assert_same_answer(got: Answer, alone: Answer) -> None:
+def assert_same_answer(got: Outcome, alone: Outcome) -> None:
     """A good request's answer in a batch equals its answer alone (probabilities to PROB_TOL)."""
     assert got.status == 200, got.body[:300]
     a, b = got.json(), alone.json()
@@ -195,12 +210,12 @@ def assert_same_answer(got: Answer, alone: Answer) -> None:
     np.testing.assert_allclose(np.asarray(a[probs]), np.asarray(b[probs]), rtol=0, atol=PROB_TOL)
 
 
-@dataclass
-class Setup:
-    """The batch copies, each good request's answer alone, and the worker pids seen at the start."""
+@dataclass(frozen=True)
+class Copies:
+    """Each good request's answer alone, per shipped model (the copies are the same archive, so the same
+    weights and handler; asked on the shipped model, whose 1 ms batch delay keeps a lone request alone)."""
 
-    pids: dict[str, list[int]]
-    alone: dict[str, list[Answer]] = field(default_factory=dict)
+    alone: dict[str, list[Outcome]]
 
 
 def _register_copies(management: ManagementClient) -> None:
@@ -212,45 +227,53 @@ def _register_copies(management: ManagementClient) -> None:
 
 
 @pytest.fixture(scope="module")
-def setup(server: LocalServer, keys: Keys, management: ManagementClient) -> Iterator[Setup]:
-    _register_copies(management)
+def copies(server: LocalServer, keys: Keys, management: ManagementClient) -> Iterator[Copies]:
+    """mnist_batch8 and tabular_batch8 registered for the module (unregistered at its end)."""
     try:
-        names = [*BATCH_MODEL, *BATCH_MODEL.values()]
-        state = Setup(pids={name: server.worker_pids(name) for name in names})
-        for model, copy in BATCH_MODEL.items():
-            state.alone[model] = [send_one(server.urls.inference, keys.inference, at(r, f"/predictions/{copy}"))
-                                  for r in good_requests(model)]  # fmt: skip
-        yield state
+        _register_copies(management)
+        alone = {model: [send_one(server.urls.inference, keys.inference, at(r, f"/predictions/{model}"))
+                         for r in good_requests(model)] for model in BATCH_MODEL}  # fmt: skip
+        yield Copies(alone)
     finally:
+        registered = {m["modelName"] for m in management.models()}
         for copy in BATCH_MODEL.values():
-            management.unregister(copy)
+            if copy in registered:
+                management.unregister(copy)
+
+
+def all_pids(management: ManagementClient) -> dict[str, list[int]]:
+    """Worker pids of the shipped models and of their batch copies."""
+    return {name: worker_pids(management, name) for name in [*BATCH_MODEL, *BATCH_MODEL.values()]}
 
 
 # --- tests ----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_alone(server: LocalServer, keys: Keys, setup: Setup, case: Case) -> None:
+def test_bad_input_alone(server: LocalServer, keys: Keys, case: Case) -> None:
     answer = send_one(server.urls.inference, keys.inference, case.request(case.model))
     check_refusal(answer, case)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_in_a_batch(server: LocalServer, keys: Keys, setup: Setup, case: Case) -> None:
+def test_bad_input_in_a_batch(server: LocalServer, keys: Keys, copies: Copies, case: Case) -> None:
     copy = BATCH_MODEL[case.model]
     goods = [at(r, f"/predictions/{copy}") for r in good_requests(case.model)]
     reqs = [*goods[:BAD_AT], case.request(copy), *goods[BAD_AT:]]
-    model_log = server.log_dir / "model_log.log"
-    offset = model_log.stat().st_size
+    offset = log_offset(server.log_dir)
     answers = send_together(server.urls.inference, keys.inference, reqs)
 
     check_refusal(answers[BAD_AT], case)
     mates = answers[:BAD_AT] + answers[BAD_AT + 1 :]
-    for got, alone in zip(mates, setup.alone[case.model], strict=True):
+    for got, alone in zip(mates, copies.alone[case.model], strict=True):
         assert_same_answer(got, alone)
-    expected = {"requests": 7, "rejected": 0} if case.frontend else {"requests": 8, "rejected": 1}
-    batches = wait_for(lambda: _complete(batch_lines(model_log, offset, copy), expected["requests"]), 10)
-    assert [{k: b[k] for k in expected} for b in batches] == [expected], f"not one batch: {batches}"
+    requests, rejected = (BATCH_SIZE - 1, 0) if case.frontend else (BATCH_SIZE, 1)
+    batches = wait_for(lambda: _complete(batch_lines(server.log_dir, offset, copy), requests), 10)
+    assert sum(b["requests"] for b in batches) == requests, f"not the {requests} requests sent: {batches}"
+    assert sum(b["rejected"] for b in batches) == rejected, f"not {rejected} rejected: {batches}"
+    if rejected:
+        (bad_batch,) = [b for b in batches if b["rejected"]]
+        assert bad_batch["requests"] > 1, f"the bad request did not share its batch with good ones: {batches}"
 
 
 def _complete(batches: list[dict[str, int]], requests: int) -> list[dict[str, int]] | None:
@@ -259,13 +282,14 @@ def _complete(batches: list[dict[str, int]], requests: int) -> list[dict[str, in
 
 
 def test_huge_declared_image_is_refused_without_a_memory_spike(server: LocalServer, keys: Keys,
-                                                                 setup: Setup) -> None:  # fmt: skip
+                                                                 management: ManagementClient) -> None:  # fmt: skip
     """A PNG of a few hundred bytes declaring 30000x30000 pixels (900 MB as 8-bit grey): the worker's
     resident memory and its peak (VmHWM) stay within 64 MiB of what they were."""
-    pids = setup.pids["mnist"]
+    pids = worker_pids(management, "mnist")
+    assert pids
     before = {pid: (psutil.Process(pid).memory_info().rss, peak_rss(pid)) for pid in pids}
     bomb = huge_png(_sample_png(), 30000, 30000)
-    answer = send_one(server.urls.inference, keys.inference, Req("/predictions/mnist", bomb, "image/png"))
+    answer = send_one(server.urls.inference, keys.inference, Request("/predictions/mnist", bomb, "image/png"))
     assert_error(answer, 413, "payload_too_large", "refused before decoding")
     for pid, (before_rss, before_peak) in before.items():  # whichever worker got it
         after_rss, after_peak = psutil.Process(pid).memory_info().rss, peak_rss(pid)
@@ -273,20 +297,32 @@ def test_huge_declared_image_is_refused_without_a_memory_spike(server: LocalServ
               f"peak {before_peak >> 20} -> {after_peak >> 20} MiB")  # fmt: skip
         assert after_peak - before_peak < 64 << 20
         assert after_rss - before_rss < 64 << 20
+    assert worker_pids(management, "mnist") == pids, "the worker was replaced"
 
 
-def test_same_workers_still_answer_correctly(server: LocalServer, keys: Keys, setup: Setup) -> None:
-    """After every case above: no worker was replaced, and the sample inputs get their expected labels."""
-    for name, pids in setup.pids.items():
-        assert server.worker_pids(name) == pids, f"{name}: workers replaced"
+def test_every_bad_input_leaves_the_same_workers_answering_correctly(
+    server: LocalServer, keys: Keys, management: ManagementClient, copies: Copies
+) -> None:
+    """Every case, alone to its shipped model and all at once to its batch copy: each is refused as
+    expected, no worker is replaced, and the sample inputs still get their expected labels."""
+    before = all_pids(management)
+    assert all(before.values()), before
+    for case in CASES:
+        check_refusal(send_one(server.urls.inference, keys.inference, case.request(case.model)), case)
+    for model, copy in BATCH_MODEL.items():
+        cases = [c for c in CASES if c.model == model]
+        burst = send_together(server.urls.inference, keys.inference, [c.request(copy) for c in cases])
+        for case, answer in zip(cases, burst, strict=True):
+            check_refusal(answer, case)
+    assert all_pids(management) == before, "workers replaced"
     samples = BUILD / "mnist" / "samples"
     for file, label in json.loads((samples / "expected.json").read_text()).items():
         answer = send_one(server.urls.inference, keys.inference,
-                          Req("/predictions/mnist", (samples / file).read_bytes(), "image/png"))  # fmt: skip
+                          Request("/predictions/mnist", (samples / file).read_bytes(), "image/png"))  # fmt: skip
         assert (answer.status, answer.json()["predicted_label"]) == (200, label), file
     samples = BUILD / "tabular" / "samples"
     for file, labels in json.loads((samples / "expected.json").read_text()).items():
         answer = send_one(
-            server.urls.inference, keys.inference, Req("/predictions/tabular", (samples / file).read_bytes())
+            server.urls.inference, keys.inference, Request("/predictions/tabular", (samples / file).read_bytes())
         )
         assert (answer.status, answer.json()["predictions"]) == (200, labels), file

@@ -1,6 +1,7 @@
 """Faults on a real TorchServe 0.12, each on servers of this module only (never the session server):
 a worker killed under load, a full job queue, inference slower than responseTimeout, models that fail to
-load, `make stop` under load, and the drain that toolkit.server.drain offers instead.
+load (on the module server), and `make stop` under load and the drain that toolkit.server.drain offers
+instead (each on a server of its own, started for that test and stopped by it).
 
 "Nothing lost" means: every request sent gets exactly one outcome, an HTTP answer (200 or 5xx) and never a
 client timeout. Figures are printed (`pytest -s`) and written as JSON under the test's tmp dir.
@@ -30,21 +31,23 @@ import pytest
 
 from tests.conftest import BUILD, ROOT, STORE
 from tests.e2e._helpers import (
-    LoadPlan,
+    CONFIG,
+    START_TIMEOUT_S,
     Outcome,
-    Req,
+    Request,
     assert_error,
     build_variant,
     rewrite_mar,
-    run_load,
     send_together,
     wait_for,
 )
-from tests.e2e.conftest import CONFIG, serving
+from toolkit.bench.aioclient import closed_loop
+from toolkit.client.management import worker_pids
 from toolkit.errors import ServerError
 from toolkit.server.diagnose import register_explained
 from toolkit.server.drain import drain_and_stop
 from toolkit.server.local import LocalServer
+from toolkit.server.process import free_ports
 
 pytestmark = pytest.mark.e2e
 
@@ -105,6 +108,14 @@ def build_store(root: Path) -> Path:
     return store
 
 
+@pytest.fixture(scope="module")
+def fault_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module's model store (build_store), shared by its servers."""
+    if not (STORE / "tabular.mar").is_file():
+        pytest.skip("E2E FAULT TESTS SKIPPED: model_store/tabular.mar missing; build it with `make models archive`.")
+    return build_store(tmp_path_factory.mktemp("faults"))
+
+
 @dataclass(frozen=True)
 class Faults:
     server: LocalServer
@@ -112,15 +123,32 @@ class Faults:
 
 
 @pytest.fixture(scope="module")
-def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
-    if not (STORE / "tabular.mar").is_file():
-        pytest.skip("E2E FAULT TESTS SKIPPED: model_store/tabular.mar missing; build it with `make models archive`.")
-    root = tmp_path_factory.mktemp("faults")
-    store = build_store(root)
+def faults(tmp_path_factory: pytest.TempPathFactory, fault_store: Path) -> Iterator[Faults]:
+    """The module server: tabular and its queue/timeout/slow variants, 1 worker each."""
     models = ["tabular.mar", "tabular_queue.mar", "tabular_timeout.mar", "tabular_slow.mar"]
-    srv = LocalServer(CONFIG, root / "run", store, models)
-    with serving(srv):
-        yield Faults(srv, store)
+    srv = LocalServer(tmp_path_factory.mktemp("faults_run"), CONFIG, fault_store, models, ports=free_ports())
+    with srv.running(START_TIMEOUT_S):
+        yield Faults(srv, fault_store)
+
+
+@pytest.fixture
+def slow_server(tmp_path_factory: pytest.TempPathFactory, fault_store: Path) -> Iterator[LocalServer]:
+    """A server of the calling test only, with tabular_slow only (the test stops it; `running` stops it
+    again on exit, a no-op then)."""
+    srv = LocalServer(tmp_path_factory.mktemp("slow_run"), CONFIG, fault_store, ["tabular_slow.mar"],
+                      ports=free_ports())  # fmt: skip
+    with srv.running(START_TIMEOUT_S):
+        yield srv
+
+
+def pids(srv: LocalServer, model: str) -> list[int]:
+    """Worker pids of `model` (default version) on `srv`."""
+    with srv.management_client(timeout_s=30) as mgmt:
+        return worker_pids(mgmt, model)
+
+
+def inference_key(srv: LocalServer) -> str:
+    return srv.read_keys().inference
 
 
 def report(tmp_path: Path, name: str, figures: dict) -> None:
@@ -133,8 +161,8 @@ def new_ready_worker(srv: LocalServer, model: str, old_pid: int) -> int | None:
     """The pid of a READY worker of `model` other than `old_pid`, else None."""
     with srv.management_client(timeout_s=10) as mgmt:
         (desc,) = mgmt.describe(model)
-    pids = [w["pid"] for w in desc["workers"] if w["status"] == "READY" and w["pid"] != old_pid]
-    return pids[0] if pids else None
+    ready = [w["pid"] for w in desc["workers"] if w["status"] == "READY" and w["pid"] != old_pid]
+    return ready[0] if ready else None
 
 
 def gone(pid: int) -> bool:
@@ -160,7 +188,7 @@ def kill_figures(outcomes: list[Outcome], kill_at: float, old_pid: int, new_pid:
 
 def test_worker_killed_under_load_loses_nothing_and_recovers(faults: Faults, tmp_path: Path) -> None:
     srv = faults.server
-    (old_pid,) = srv.worker_pids("tabular")
+    (old_pid,) = pids(srv, "tabular")
     kill: dict[str, float] = {}
     done = 0
 
@@ -171,9 +199,9 @@ def test_worker_killed_under_load_loses_nothing_and_recovers(faults: Faults, tmp
             os.kill(old_pid, signal.SIGKILL)
             kill["at"] = time.monotonic() - start
 
-    plan = LoadPlan(f"{srv.urls.inference}/predictions/tabular", srv.keys.inference, sample_body(),
-                    KILL_LOAD_TOTAL, CONCURRENCY, CLIENT_TIMEOUT_S, on_outcome)  # fmt: skip
-    outcomes = asyncio.run(asyncio.wait_for(run_load(plan), 240))
+    load = closed_loop(srv.urls.inference, inference_key(srv), [Request("/predictions/tabular", sample_body())],
+                       KILL_LOAD_TOTAL, CONCURRENCY, CLIENT_TIMEOUT_S, on_outcome)  # fmt: skip
+    outcomes = asyncio.run(asyncio.wait_for(load, 240))
     new_pid = wait_for(lambda: new_ready_worker(srv, "tabular", old_pid), RECOVERS_WITHIN_S)
     figures = kill_figures(outcomes, kill["at"], old_pid, new_pid)
     report(tmp_path, "worker_kill", figures)
@@ -195,9 +223,9 @@ def test_full_queue_refuses_at_once_and_serves_what_it_accepted(faults: Faults, 
     accepted (1 running + 2 queued); the rest are refused with 503 before any accepted one is answered."""
     srv = faults.server
     burst = 12
-    plan = LoadPlan(f"{srv.urls.inference}/predictions/tabular_queue", srv.keys.inference, sample_body(),
-                    burst, burst, CLIENT_TIMEOUT_S)  # fmt: skip
-    outcomes = asyncio.run(run_load(plan))
+    outcomes = asyncio.run(closed_loop(srv.urls.inference, inference_key(srv),
+                                       [Request("/predictions/tabular_queue", sample_body())],
+                                       burst, burst, CLIENT_TIMEOUT_S))  # fmt: skip
     accepted = [o for o in outcomes if o.status == 200]
     rejected = [o for o in outcomes if o.status == 503]
     report(tmp_path, "queue_full", {"sent": burst, "accepted": len(accepted), "rejected": len(rejected),
@@ -220,10 +248,10 @@ def test_batch_slower_than_response_timeout(faults: Faults, tmp_path: Path) -> N
     replaced worker comes back READY. The slow model itself can never succeed (every batch takes 3 s):
     its next batch fails the same way and its worker is replaced again, so the restart loop is reliable."""
     srv = faults.server
-    (old_pid,) = srv.worker_pids("tabular_timeout")
-    slow = Req("/predictions/tabular_timeout", sample_body())
-    other = Req("/predictions/tabular", sample_body())
-    answers = send_together(srv.urls.inference, srv.keys.inference, [slow, slow, slow, other])
+    (old_pid,) = pids(srv, "tabular_timeout")
+    slow = Request("/predictions/tabular_timeout", sample_body())
+    other = Request("/predictions/tabular", sample_body())
+    answers = send_together(srv.urls.inference, inference_key(srv), [slow, slow, slow, other])
     for answer in answers[:3]:
         assert_error(answer, 500, "InternalServerException", WORKER_DIED)
     assert (answers[3].status, answers[3].json()) == (200, expected_answer())
@@ -231,7 +259,7 @@ def test_batch_slower_than_response_timeout(faults: Faults, tmp_path: Path) -> N
     new_pid = wait_for(lambda: new_ready_worker(srv, "tabular_timeout", old_pid), RECOVERS_WITHIN_S)
     assert gone(old_pid)
     assert srv.health_problem() is None
-    later = send_together(srv.urls.inference, srv.keys.inference, [other, slow])
+    later = send_together(srv.urls.inference, inference_key(srv), [other, slow])
     assert (later[0].status, later[0].json()) == (200, expected_answer())
     assert_error(later[1], 500, "InternalServerException", WORKER_DIED)
     third = wait_for(lambda: new_ready_worker(srv, "tabular_timeout", new_pid), RECOVERS_WITHIN_S)
@@ -268,7 +296,7 @@ def test_load_failure_names_its_cause_and_server_stays_healthy(faults: Faults, n
         if name in registered:  # 0.12 keeps some failed models registered with no worker
             mgmt.unregister(name)
     assert srv.health_problem() is None
-    answer = send_together(srv.urls.inference, srv.keys.inference, [Req("/predictions/tabular", sample_body())])[0]
+    answer = send_together(srv.urls.inference, inference_key(srv), [Request("/predictions/tabular", sample_body())])[0]
     assert (answer.status, answer.json()) == (200, expected_answer())
 
 
@@ -303,22 +331,14 @@ async def load_with_stop(srv: LocalServer, stop: Callable[[], object], close_doo
         marks["stop_returned"] = time.monotonic() - marks["start"]
         stopped.set()
 
-    plan = LoadPlan(f"{srv.urls.inference}/predictions/tabular_slow", srv.keys.inference, sample_body(),
-                    1_000_000, CONCURRENCY, CLIENT_TIMEOUT_S, on_outcome, should_stop)  # fmt: skip
-    outcomes, _ = await asyncio.wait_for(asyncio.gather(run_load(plan), stopper()), 120)
+    load = closed_loop(srv.urls.inference, inference_key(srv), [Request("/predictions/tabular_slow", sample_body())],
+                       1_000_000, CONCURRENCY, CLIENT_TIMEOUT_S, on_outcome, should_stop)  # fmt: skip
+    outcomes, _ = await asyncio.wait_for(asyncio.gather(load, stopper()), 120)
     return outcomes, marks
 
 
 def in_flight(outcomes: list[Outcome], at: float) -> list[Outcome]:
     return [o for o in outcomes if o.sent_at < at < o.done_at]
-
-
-@pytest.fixture
-def slow_server(tmp_path_factory: pytest.TempPathFactory, faults: Faults) -> Iterator[LocalServer]:
-    """A server of its own with tabular_slow only (the drain stops it)."""
-    srv = LocalServer(CONFIG, tmp_path_factory.mktemp("drain") / "run", faults.store, ["tabular_slow.mar"])
-    with serving(srv):
-        yield srv
 
 
 def test_drain_finishes_accepted_requests_then_stops(slow_server: LocalServer, tmp_path: Path) -> None:
@@ -337,12 +357,12 @@ def test_drain_finishes_accepted_requests_then_stops(slow_server: LocalServer, t
     assert not srv.is_running()
 
 
-def test_make_stop_under_load_cuts_what_is_in_flight(faults: Faults, tmp_path: Path) -> None:
+def test_make_stop_under_load_cuts_what_is_in_flight(slow_server: LocalServer, tmp_path: Path) -> None:
     """`make stop` = LocalServer.stop = `torchserve --stop` (SIGTERM) while 16 clients keep sending to a
     model that takes 0.5 s per batch. Measured in TorchServe 0.12: every request in flight at the signal
     (running or queued) loses its connection without an HTTP answer; nothing hangs; later connections are
-    refused. STOPS THE MODULE SERVER: keep this test last in the module."""
-    srv = faults.server
+    refused. Stops a server of its own (slow_server)."""
+    srv = slow_server
     outcomes, marks = asyncio.run(load_with_stop(srv, srv.stop, close_door=False))
     flying = in_flight(outcomes, marks["stop_called"])
     figures = {

@@ -6,14 +6,15 @@ import asyncio
 import base64
 import io
 import json
-import re
 from pathlib import Path
 
-import aiohttp
 import numpy as np
 import pytest
 
 from tests.conftest import BUILD, require_built
+from tests.e2e._helpers import batch_lines, wait_for
+from toolkit.bench.aioclient import Request, closed_loop
+from toolkit.server.diagnose import log_offset
 from toolkit.server.local import LocalServer
 
 pytestmark = pytest.mark.e2e
@@ -33,18 +34,16 @@ def png_pixels(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("L"))
 
 
-async def post_all(server: LocalServer, path: str, bodies: list[tuple[bytes, str]], in_flight: int) -> list:
-    """POST every (body, content type) with at most `in_flight` outstanding; returns (status, JSON) in order."""
-    headers = {"Authorization": f"Bearer {server.keys.inference}"}
-    limit = asyncio.Semaphore(in_flight)
-    timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(server.urls.inference, headers=headers, timeout=timeout) as session:
-
-        async def post(body: bytes, content_type: str):
-            async with limit, session.post(path, data=body, headers={"Content-Type": content_type}) as response:
-                return response.status, json.loads(await response.read())
-
-        return await asyncio.gather(*(post(body, ctype) for body, ctype in bodies))
+def post_all(server: LocalServer, path: str, bodies: list[tuple[bytes, str]], in_flight: int) -> list:
+    """POST every (body, content type) with at most `in_flight` outstanding (toolkit.bench.aioclient's closed
+    loop); returns (status, JSON) in order. A request without an HTTP answer fails the test."""
+    reqs = [Request(path, body, ctype) for body, ctype in bodies]
+    outcomes = asyncio.run(closed_loop(server.urls.inference, server.read_keys().inference, reqs,
+                                       concurrency=in_flight, timeout_s=120))  # fmt: skip
+    assert [o.index for o in outcomes] == list(range(len(reqs)))
+    cut = [o for o in outcomes if o.status is None]
+    assert not cut, f"requests without an HTTP answer: {cut[:5]}"
+    return [(o.status, o.json()) for o in outcomes]
 
 
 def mnist_forms(sample: Path) -> dict[str, tuple[bytes, str]]:
@@ -67,7 +66,7 @@ def test_every_mnist_input_form_predicts_the_sample_label(server, model):
     expected = json.loads(require_built(MNIST_SAMPLES / "expected.json", "make models").read_text())
     names = sorted(expected)
     bodies = [form for name in names for form in mnist_forms(MNIST_SAMPLES / name).values()]
-    answers = asyncio.run(post_all(server, f"/predictions/{model}", bodies, in_flight=8))
+    answers = post_all(server, f"/predictions/{model}", bodies, in_flight=8)
     forms = list(mnist_forms(MNIST_SAMPLES / names[0]))
     for i, (status, answer) in enumerate(answers):
         name, form = names[i // len(forms)], forms[i % len(forms)]
@@ -84,7 +83,7 @@ def test_many_images_in_one_request_come_back_as_a_list_in_order(server):
     bodies = [(json.dumps({"image": images}).encode(), "application/json"),
               (json.dumps({"image": b64}).encode(), "application/json"),
               (npy_bytes(np.stack([png_pixels(MNIST_SAMPLES / n) for n in names])), "application/x-npy")]
-    for status, answer in asyncio.run(post_all(server, "/predictions/mnist", bodies, in_flight=3)):
+    for status, answer in post_all(server, "/predictions/mnist", bodies, in_flight=3):
         assert status == 200
         assert [a["predicted_label"] for a in answer] == [expected[n] for n in names]
 
@@ -100,28 +99,28 @@ def test_tabular_json_and_npy_bodies(server, model):
                    (with_probabilities, "application/json"),
                    (npy_bytes(np.asarray(request["inputs"])), "application/x-npy")]
         labels += [label] * 3
-    answers = asyncio.run(post_all(server, f"/predictions/{model}", bodies, in_flight=4))
+    answers = post_all(server, f"/predictions/{model}", bodies, in_flight=4)
     for i, ((status, answer), label) in enumerate(zip(answers, labels, strict=True)):
         assert status == 200 and answer["predictions"] == label
         assert ("probabilities" in answer) == (i % 3 == 1)
 
 
-def batch_sizes_logged(server: LocalServer) -> list[int]:
-    """Requests per batch, from the handler's `batch: requests=N` lines in the worker log."""
-    text = (server.log_dir / "model_log.log").read_text(errors="replace")
-    return [int(n) for n in re.findall(r"batch: requests=(\d+)", text)]
+def complete_batches(server: LocalServer, offset: int, requests: int) -> list[dict[str, int]] | None:
+    """mnist's batch lines logged after `offset`, once they account for `requests` requests."""
+    batches = batch_lines(server.log_dir, offset, "mnist")
+    return batches if sum(b["requests"] for b in batches) >= requests else None
 
 
 def test_64_requests_in_flight_are_all_answered_correctly_in_batches(server):
     expected = json.loads(require_built(MNIST_SAMPLES / "expected.json", "make models").read_text())
     names = sorted(expected) * 13  # 130 requests, 64 in flight at once
     bodies = [((MNIST_SAMPLES / name).read_bytes(), "image/png") for name in names]
-    before = len(batch_sizes_logged(server))
-    answers = asyncio.run(post_all(server, "/predictions/mnist", bodies, in_flight=64))
+    offset = log_offset(server.log_dir)
+    answers = post_all(server, "/predictions/mnist", bodies, in_flight=64)
     assert [status for status, _ in answers] == [200] * len(names)
     assert [answer["predicted_label"] for _, answer in answers] == [expected[n] for n in names]
-    sizes = batch_sizes_logged(server)[before:]
-    assert sum(sizes) >= len(names) and max(sizes) > 1, sizes
+    sizes = [b["requests"] for b in wait_for(lambda: complete_batches(server, offset, len(names)), 10)]
+    assert sum(sizes) == len(names) and max(sizes) > 1, sizes
 
 
 @pytest.mark.parametrize("model", ["mnist", "mnist_onnx", "tabular", "tabular_onnx"])
@@ -132,8 +131,8 @@ def test_held_out_set_through_the_server_matches_the_offline_predictions(server,
     key = "image" if data_name == "mnist" else "inputs"
     rows = [row.tolist() if data_name == "mnist" else [row.tolist()] for row in x]
     bodies = [(json.dumps({key: row}).encode(), "application/json") for row in rows]
-    answers = asyncio.run(post_all(server, f"/predictions/{model}", bodies, in_flight=32))
+    answers = post_all(server, f"/predictions/{model}", bodies, in_flight=32)
     assert all(status == 200 for status, _ in answers)
     served = np.array([a["predicted_label"] if data_name == "mnist" else a["predictions"][0] for _, a in answers])
+    assert served.shape == offline.shape == y.shape == (len(x),), "one label per held-out row (no broadcasting)"
     assert (served == offline).all(), f"{int((served != offline).sum())} of {len(x)} differ from offline"
-    assert float((served == y).mean()) == pytest.approx(float((offline == y).mean()))

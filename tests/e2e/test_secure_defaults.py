@@ -24,7 +24,7 @@ import requests
 
 from tests.conftest import STORE
 from toolkit.client.auth import Keys, auth_header
-from toolkit.client.grpc import GrpcClient
+from toolkit.client.grpc import GrpcManagementClient
 from toolkit.client.rest import ManagementClient
 from toolkit.errors import ServerError
 from toolkit.server.local import LocalServer
@@ -115,7 +115,7 @@ def test_token_rotation_takes_only_the_api_key(server: LocalServer, keys: Keys) 
         for case, header in headers.items():
             resp = requests.post(f"{server.urls.management}/token", params={"type": kind}, headers=header, timeout=30)
             assert_token_refused(resp, f"/token?type={kind} with {case}", TOKEN_API_FAILED)
-    assert server.keys == keys, "a refused rotation changed the keys"
+    assert server.read_keys() == keys, "a refused rotation changed the keys"
 
 
 @pytest.mark.parametrize("which", ["missing", "wrong", "inference key", "API key"])
@@ -131,7 +131,7 @@ def test_grpc_management_mutations_refuse_bad_tokens(
         "unregister": lambda c: c.unregister(MODEL, "1.0"),
         "describe": lambda c: c.describe(MODEL),
     }
-    with GrpcClient(None, server.urls.grpc_management, None, key, 60) as client:
+    with GrpcManagementClient(server.urls.grpc_management, key, 60) as client:
         for name, call in calls.items():
             with pytest.raises(ServerError) as info:
                 call(client)

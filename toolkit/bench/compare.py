@@ -3,8 +3,8 @@
     python -m toolkit.bench.compare [--requests 2000] [--concurrency 1 32] [--out bench/results]
 
 Both comparisons send the same mnist JSON body (`{"image": 28x28}`) and the same tabular body, to archives
-registered with the same batching (the shipped YAMLs). Every client is a Python asyncio client of the same
-shape, aiohttp for REST and grpc.aio for gRPC, a fixed number of requests at a fixed concurrency (closed loop);
+registered with the same batching (the shipped YAMLs). Every client is the same Python asyncio closed loop
+(toolkit.bench.aioclient), aiohttp for REST and grpc.aio for gRPC: a fixed number of requests at a fixed concurrency;
 it shares the 2 cores with the server, so its CPU share is reported beside each figure. Latency is per request,
 from send to full answer, in ms; throughput in requests/s.
 """
@@ -14,18 +14,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 
-import aiohttp
 import grpc
 import numpy as np
 import psutil
 
+from toolkit.bench.aioclient import Outcome, Request, bounded, closed_loop, percentile
 from toolkit.paths import BENCH_RESULTS, BUILD_MODELS
 from toolkit.server.local import LocalServer
 from toolkit.server.process import free_ports
@@ -44,39 +43,27 @@ def bodies() -> dict[str, bytes]:
     return {"mnist": mnist, "mnist_onnx": mnist, "tabular": tabular, "tabular_onnx": tabular}
 
 
-async def closed_loop(call: Callable[[], Awaitable[bool]], requests: int, concurrency: int) -> dict:
-    """Run `call` `requests` times with `concurrency` in flight; throughput, latency percentiles, errors."""
-    latencies: list[float] = []
-    errors = 0
-    remaining = iter(range(requests))
+def summary(outcomes: list[Outcome], wall_s: float, cpu_s: float, concurrency: int) -> dict:
+    """Throughput, latency percentiles (toolkit.bench.aioclient.percentile), errors and client CPU of a run."""
+    latencies = [o.latency_s * 1000 for o in outcomes]
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    return {"requests": len(outcomes), "concurrency": concurrency, "errors": sum(o.status != 200 for o in outcomes),
+            "rps": round(len(outcomes) / wall_s, 1), "p50_ms": round(p50 or 0.0, 2), "p99_ms": round(p99 or 0.0, 2),
+            "client_cpu_pct": round(100 * cpu_s / wall_s, 1)}  # fmt: skip
 
-    async def client() -> None:
-        nonlocal errors
-        for _ in remaining:
-            start = time.perf_counter()
-            ok = await call()
-            latencies.append((time.perf_counter() - start) * 1000)
-            errors += not ok
 
+async def measured(run: Awaitable[list[Outcome]], concurrency: int) -> dict:
+    """Await one closed-loop run and summarise it with its wall time and this process's CPU time."""
     cpu0, wall0 = psutil.Process().cpu_times(), time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
+    outcomes = await run
     wall, cpu1 = time.perf_counter() - wall0, psutil.Process().cpu_times()
-    cuts = statistics.quantiles(latencies, n=100)
-    return {"requests": requests, "concurrency": concurrency, "errors": errors, "rps": round(requests / wall, 1),
-            "p50_ms": round(cuts[49], 2), "p99_ms": round(cuts[98], 2),
-            "client_cpu_pct": round(100 * (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall, 1)}
+    return summary(outcomes, wall, cpu1.user + cpu1.system - cpu0.user - cpu0.system, concurrency)
 
 
 async def rest_run(server: LocalServer, model: str, body: bytes, requests: int, concurrency: int) -> dict:
-    headers = {"Authorization": f"Bearer {server.read_keys().inference}", "Content-Type": "application/json"}
-    async with aiohttp.ClientSession(server.urls.inference, headers=headers) as session:
-
-        async def call() -> bool:
-            async with session.post(f"/predictions/{model}", data=body) as response:
-                await response.read()
-                return response.status == 200
-
-        return await closed_loop(call, requests, concurrency)
+    loop = closed_loop(server.urls.inference, server.read_keys().inference, [Request(f"/predictions/{model}", body)],
+                       total=requests, concurrency=concurrency)  # fmt: skip
+    return await measured(loop, concurrency)
 
 
 async def grpc_run(server: LocalServer, model: str, body: bytes, requests: int, concurrency: int) -> dict:
@@ -86,12 +73,15 @@ async def grpc_run(server: LocalServer, model: str, body: bytes, requests: int, 
     request = inference_pb2.PredictionsRequest(model_name=model, input={"data": body})
     async with grpc.aio.insecure_channel(server.urls.grpc_inference) as channel:
         stub = inference_pb2_grpc.InferenceAPIsServiceStub(channel)
+        start = time.monotonic()
 
-        async def call() -> bool:
+        async def call(index: int) -> Outcome:
+            sent = time.monotonic() - start
             answer = await stub.Predictions(request, metadata=metadata)
-            return b'"code"' not in answer.prediction[:10]
+            status = 500 if b'"code"' in answer.prediction[:10] else 200  # our handlers' error body
+            return Outcome(index, sent, time.monotonic() - start, status)
 
-        return await closed_loop(call, requests, concurrency)
+        return await measured(bounded(call, requests, concurrency), concurrency)
 
 
 def compare(server: LocalServer, requests: int, concurrencies: list[int]) -> list[dict]:

@@ -34,7 +34,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-from toolkit.client.auth import auth_header
+from toolkit.bench.aioclient import Outcome, Request, closed_loop, percentile, post, session
 from toolkit.client.management import all_versions
 from toolkit.paths import BUILD_MODELS, ROOT
 from toolkit.server.local import LocalServer
@@ -43,6 +43,7 @@ from toolkit.server.process import free_ports
 GROWTH_TARGET_PCT = 5.0
 PROBE_CONCURRENCY = 16
 MAX_IN_FLIGHT = 256
+MAX_PROBE_REQUESTS = 10_000_000  # the capacity probe is bounded by its duration; this only caps the loop
 CLIENT_TIMEOUT_S = 30.0
 WINDOW_S = 30.0  # RSS after warm-up and at the end: medians over this many seconds of samples
 
@@ -141,50 +142,42 @@ class Tally:
         return sum(n for status, n in self.statuses.items() if status >= 500)
 
 
-async def send(session: aiohttp.ClientSession, url: str, probe: Probe, tally: Tally) -> None:
-    """POST one probe to `url`/predictions/<model> and record its outcome in `tally`."""
-    start = time.monotonic()
-    try:
-        async with session.post(f"{url}/predictions/{probe.model}", data=probe.body,
-                                headers={"Content-Type": probe.content_type}) as resp:  # fmt: skip
-            raw = await resp.read()
-            tally.statuses[resp.status] += 1
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        tally.client_errors[type(exc).__name__] += 1
+def record(tally: Tally, probe: Probe, outcome: Outcome) -> None:
+    """Count one outcome of `probe` in `tally` (a 200 is checked against the probe's expected answer)."""
+    if outcome.status is None:
+        tally.client_errors[outcome.error] += 1
         return
-    tally.latencies.append(time.monotonic() - start)
-    if resp.status == 200 and not probe.correct(json.loads(raw)):
+    tally.statuses[outcome.status] += 1
+    tally.latencies.append(outcome.latency_s)
+    if outcome.status == 200 and not probe.correct(outcome.json()):
         tally.wrong += 1
 
 
-def session_for(key: str, limit: int) -> aiohttp.ClientSession:
-    timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)
-    return aiohttp.ClientSession(headers=auth_header(key), timeout=timeout,
-                                 connector=aiohttp.TCPConnector(limit=limit))  # fmt: skip
+def requests_of(mix: list[Probe]) -> list[Request]:
+    return [Request(f"/predictions/{p.model}", p.body, p.content_type) for p in mix]
 
 
 async def measure_capacity(url: str, key: str, mix: list[Probe], seconds: float) -> float:
     """Answers per second with PROBE_CONCURRENCY clients in a closed loop for `seconds`."""
     tally = Tally()
     deadline = time.monotonic() + seconds
-    async with session_for(key, PROBE_CONCURRENCY) as session:
-
-        async def client(offset: int) -> None:
-            i = offset
-            while time.monotonic() < deadline:
-                await send(session, url, mix[i % len(mix)], tally)
-                i += PROBE_CONCURRENCY
-
-        start = time.monotonic()
-        await asyncio.gather(*(client(i) for i in range(PROBE_CONCURRENCY)))
+    start = time.monotonic()
+    await closed_loop(url, key, requests_of(mix), total=MAX_PROBE_REQUESTS, concurrency=PROBE_CONCURRENCY,
+                      timeout_s=CLIENT_TIMEOUT_S, on_outcome=lambda o, _: record(tally, mix[o.index % len(mix)], o),
+                      should_stop=lambda: time.monotonic() >= deadline)  # fmt: skip
     return tally.statuses[200] / (time.monotonic() - start)
 
 
 async def open_loop(url: str, key: str, mix: list[Probe], rate: float, seconds: float, tally: Tally) -> None:
     """Start one request every 1/`rate` s for `seconds`, whatever the answers do; wait for the stragglers."""
     pending: set[asyncio.Task] = set()
+    reqs = requests_of(mix)
     start = time.monotonic()
-    async with session_for(key, MAX_IN_FLIGHT) as session:
+
+    async def one(http: aiohttp.ClientSession, i: int) -> None:
+        record(tally, mix[i % len(mix)], await post(http, url, reqs[i % len(reqs)], start, i))
+
+    async with session(key, MAX_IN_FLIGHT, CLIENT_TIMEOUT_S) as http:
         for i in range(int(rate * seconds)):
             delay = start + i / rate - time.monotonic()
             if delay > 0:
@@ -192,7 +185,7 @@ async def open_loop(url: str, key: str, mix: list[Probe], rate: float, seconds: 
             if len(pending) >= MAX_IN_FLIGHT:
                 tally.skipped += 1
                 continue
-            task = asyncio.create_task(send(session, url, mix[i % len(mix)], tally))
+            task = asyncio.create_task(one(http, i))
             pending.add(task)
             task.add_done_callback(pending.discard)
         await asyncio.gather(*pending)
@@ -254,11 +247,10 @@ def process_rows(samples: list[Sample], warmup_s: float) -> list[dict]:
     return rows
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000, 1)
+def percentile_ms(latencies_s: list[float], q: float) -> float | None:
+    """The `q`-th latency percentile (toolkit.bench.aioclient.percentile) in ms, rounded to 0.1."""
+    value = percentile(latencies_s, q)
+    return None if value is None else round(value * 1000, 1)
 
 
 def verdict(rows: list[dict], tally: Tally) -> list[str]:
@@ -305,7 +297,7 @@ def build_report(args: argparse.Namespace, capacity: float | None, rate: float, 
         "requests": {"answered": tally.answered, "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
                      "server_errors": tally.server_errors(), "wrong": tally.wrong,
                      "client_errors": dict(tally.client_errors), "skipped": tally.skipped,
-                     "p50_ms": percentile(tally.latencies, 50), "p99_ms": percentile(tally.latencies, 99)},
+                     "p50_ms": percentile_ms(tally.latencies, 50), "p99_ms": percentile_ms(tally.latencies, 99)},
         "missed": verdict(rows, tally),
         "samples": [asdict(s) for s in samples],
     }  # fmt: skip
