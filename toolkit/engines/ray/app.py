@@ -68,7 +68,7 @@ def default_versions(specs: Sequence[ArchiveSpec]) -> dict[str, str]:
     return defaults
 
 
-def build_app(archives: Sequence[Path], inference_key: str) -> Application:
+def build_app(archives: Sequence[Path], inference_key: str, expires_at_s: float) -> Application:
     """The whole application: every archive as a batched deployment, and the ingress over them."""
     specs = [ArchiveSpec.read(Path(mar)) for mar in archives]
     routes: dict[str, dict] = {}
@@ -82,4 +82,4 @@ def build_app(archives: Sequence[Path], inference_key: str) -> Application:
         max_ongoing_requests=INGRESS_MAX_ONGOING,
         ray_actor_options={"num_cpus": INGRESS_NUM_CPUS},
     )
-    return ingress.bind(inference_key, routes, default_versions(specs))
+    return ingress.bind(inference_key, expires_at_s, routes, default_versions(specs))

@@ -15,6 +15,7 @@ import asyncio
 import hmac
 import json
 import tempfile
+import time
 
 from ray import serve
 from ray.serve.exceptions import BackPressureError
@@ -62,19 +63,25 @@ def _error(status: int, kind: str, message: str, headers: dict[str, str] | None 
 
 class Ingress:
     """TorchServe's inference API over the model deployments. `inference_key` is the bearer token every
-    request must carry; `routes` maps model name -> version -> deployment handle; `defaults` names the
-    version a bare `/predictions/<name>` reaches."""
+    request must carry until `expires_at_s` (epoch seconds); `routes` maps model name -> version ->
+    deployment handle; `defaults` names the version a bare `/predictions/<name>` reaches."""
 
     def __init__(
-        self, inference_key: str, routes: dict[str, dict[str, DeploymentHandle]], defaults: dict[str, str]
+        self,
+        inference_key: str,
+        expires_at_s: float,
+        routes: dict[str, dict[str, DeploymentHandle]],
+        defaults: dict[str, str],
     ) -> None:
         self.key = inference_key.encode()
+        self.expires_at_s = expires_at_s
         self.routes = routes
         self.defaults = defaults
 
     def _authorized(self, request: HttpRequest) -> bool:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key)
+        fresh = time.time() < self.expires_at_s
+        return fresh and scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key)
 
     def _handle(self, parts: list[str]) -> DeploymentHandle | Response:
         """The deployment of `/predictions/<name>[/<version>]`, or TorchServe's 404 answer."""

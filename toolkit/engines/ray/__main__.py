@@ -1,0 +1,124 @@
+"""Command line of the Ray Serve engine (what `make ray-serve`, `make ray-stop` and `make ray-status` run).
+
+    python -m toolkit.engines.ray start  [--run-dir .ray_run] [--model-store model_store] [--archives A.mar ...]
+                                         [--ips 127.0.0.2 127.0.0.3] [--cpus-per-node 1] [--http-port 8000]
+                                         [--base-port 6379 | --free-ports]
+    python -m toolkit.engines.ray stop   [--run-dir .ray_run]
+    python -m toolkit.engines.ray status [--run-dir .ray_run]
+
+`start` starts the nodes one after the other (the first address is the head), deploys every archive of the
+model store behind TorchServe's API on http://127.0.0.1:<http-port>, writes `<run-dir>/key_file.json`
+(TorchServe's shape, mode 0600) and returns once every deployment runs. With RAY_ADDRESS set it starts no
+node and deploys on that cluster instead (a real cluster: its nodes share the archives' paths). `stop` takes
+the application down and stops the nodes this run dir started, by pid. `status` exits 3 when none runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from toolkit.engines.ray.cluster import LocalRayCluster
+from toolkit.engines.ray.serving import deploy, replica_actors, replicas, undeploy
+from toolkit.errors import ToolkitError
+from toolkit.paths import KEY_FILE_NAME, MODEL_STORE, ROOT
+
+RUN_DIR = ROOT / ".ray_run"
+EXIT_NOT_RUNNING = 3
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    cluster = LocalRayCluster(args.run_dir)
+    store = Path(args.model_store)
+    archives = [store / name for name in args.archives] if args.archives else sorted(store.glob("*.mar"))
+    external = os.environ.get("RAY_ADDRESS")
+    if external:
+        address, env = external, dict(os.environ)
+        env.setdefault("RAY_AUTH_MODE", "token")
+        env.setdefault("RAY_AUTH_TOKEN_PATH", str(Path.home() / ".ray" / "auth_token"))
+    elif cluster.alive_nodes():
+        print(f"a Ray cluster is already running from {cluster.run_dir}; `stop` it first")
+        return 1
+    else:
+        base = None if args.free_ports else args.base_port
+        state = cluster.start(args.ips, args.cpus_per_node, base, args.http_port)
+        address, env = state.address, cluster.env()
+        print(f"Ray cluster: head {state.address}, nodes {', '.join(n.ip for n in state.nodes)}")
+    try:
+        deploy(env, address, archives, cluster.run_dir / KEY_FILE_NAME, args.http_port)
+    except BaseException:
+        if not external:
+            cluster.stop()
+        raise
+    print(f"serving {', '.join(a.name for a in archives)} on http://127.0.0.1:{args.http_port} "
+          f"(key file {cluster.run_dir / KEY_FILE_NAME})")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    cluster = LocalRayCluster(args.run_dir)
+    state = cluster.state()
+    if state is not None and cluster.alive_nodes():
+        try:
+            undeploy(cluster.env(), state.address)
+        except Exception as exc:  # the nodes are stopped whatever Serve says
+            print(f"serve shutdown failed ({exc}); stopping the nodes anyway", file=sys.stderr)
+    stopped = cluster.stop()
+    (cluster.run_dir / KEY_FILE_NAME).unlink(missing_ok=True)
+    print(f"Ray cluster from {cluster.run_dir} {'stopped' if stopped else 'was not running'}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cluster = LocalRayCluster(args.run_dir)
+    state, alive = cluster.state(), cluster.alive_nodes()
+    if state is None or not alive:
+        print(f"no Ray cluster running from {cluster.run_dir}")
+        return EXIT_NOT_RUNNING
+    if not args.json:
+        print(f"Ray cluster from {cluster.run_dir}: head {state.address}; alive nodes {[n.ip for n in alive]}")
+    report = {"nodes": [n.ip for n in alive], "replicas": replicas(cluster.env(), state.address),
+              "actors": replica_actors(cluster.env(), state.address)}
+    print(json.dumps(report, indent=2) if args.json else _table(report))
+    return 0
+
+
+def _table(report: dict) -> str:
+    lines = [f"{name}: {states}" for name, states in report["replicas"].items()]
+    lines += [f"  {a['deployment']} replica pid {a['pid']} on {a['node_ip']}" for a in report["actors"]]
+    return "\n".join(lines)
+
+
+COMMANDS = {"start": cmd_start, "stop": cmd_stop, "status": cmd_status}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m toolkit.engines.ray", description="Ray Serve engine.")
+    parser.add_argument("command", choices=list(COMMANDS))
+    parser.add_argument("--run-dir", default=str(RUN_DIR), help="cluster state, keys and logs")
+    parser.add_argument("--model-store", default=str(MODEL_STORE), help="directory of .mar files")
+    parser.add_argument("--archives", nargs="*", help="archive file names to deploy (default: every *.mar)")
+    parser.add_argument("--ips", nargs="+", default=["127.0.0.2", "127.0.0.3"], help="node addresses, head first")
+    parser.add_argument("--cpus-per-node", type=int, default=1, help="logical CPUs of each node")
+    parser.add_argument("--http-port", type=int, default=8000, help="Serve's HTTP proxy port on 127.0.0.1")
+    parser.add_argument("--base-port", type=int, default=6379, help="first of the fixed ports the nodes bind")
+    parser.add_argument("--free-ports", action="store_true", help="a free block of ports instead of --base-port")
+    parser.add_argument("--json", action="store_true", help="status: the report as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ToolkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
