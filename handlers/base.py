@@ -34,6 +34,7 @@ from handlers.backends import Backend, load_backend
 from handlers.config import ModelYaml, worker_config
 from handlers.decoding import request_body
 from handlers.errors import ClientError, PayloadTooLarge
+from handlers.metrics import HandlerMetrics
 from handlers.worker import apply_threads, choose_threads, load_labels, select_device
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class ServingHandler(BaseHandler):
     config: ModelYaml
     model: Backend
     labels: list[str] | None
+    handler_metrics: HandlerMetrics | None = None  # created at the first batch (handlers.metrics)
 
     def initialize(self, context) -> None:
         """Validate the model config, pick device and threads, load model and labels, warm up."""
@@ -127,15 +129,30 @@ class ServingHandler(BaseHandler):
         """TorchServe's entry point for one batch: `postprocess(inference(preprocess(data)))`.
 
         `data` holds one row per request, as TorchServe's worker builds it; the result is one JSON answer (bytes)
-        per request, in order. `inference` is skipped when every request of the batch was refused.
+        per request, in order. `inference` is skipped when every request of the batch was refused. What the
+        batch did (outcome per request, batch size, decode and inference times) goes to `context.metrics`
+        (handlers.metrics).
         """
         self.context = context
-        batch = self.preprocess(data)
-        if batch.inputs is not None:
-            batch = self.inference(batch)
-        answers = self.postprocess(batch)
-        if len(answers) != len(data):
-            raise RuntimeError(f"expected {len(data)} answers, got {len(answers)}")
+        if self.handler_metrics is None:
+            self.handler_metrics = HandlerMetrics.for_context(context)
+        start = time.perf_counter()
+        try:
+            batch = self.preprocess(data)
+            decoded = time.perf_counter()
+            if batch.inputs is not None:
+                batch = self.inference(batch)
+            inferred = time.perf_counter()
+            answers = self.postprocess(batch)
+            if len(answers) != len(data):
+                raise RuntimeError(f"expected {len(data)} answers, got {len(answers)}")
+        except Exception:
+            self.handler_metrics.failed(len(data))
+            raise
+        self.handler_metrics.batch(
+            batch.requests, 0 if batch.inputs is None else len(batch.inputs), 1e3 * (decoded - start),
+            None if batch.inputs is None else 1e3 * (inferred - decoded), 1e3 * (time.perf_counter() - start),
+        )
         logger.info("batch: requests=%d inputs=%d rejected=%d", len(data),
                     0 if batch.inputs is None else len(batch.inputs), len(data) - len(batch.decoded))
         return answers

@@ -3,7 +3,8 @@
 `LocalServer` is the one way this project starts TorchServe (`make serve`, e2e tests, benchmarks, soak).
 Several can run side by side:
 
-    <run_dir>/config.properties    the project config with addresses, ports and model_store replaced
+    <run_dir>/config.properties    the project config with addresses, ports, model_store (and a relative
+                                   metrics_config, made absolute) replaced
     <run_dir>/.model_server.pid    frontend pid (`torchserve --start` writes it to $TMPDIR = run dir,
                                    and `torchserve --stop` reads it from there)
     <run_dir>/key_file.json        token keys (TorchServe writes them to its working directory = run dir)
@@ -27,9 +28,9 @@ from toolkit.archive.mar import model_name
 from toolkit.client.auth import Keys, read_keys
 from toolkit.client.rest import InferenceClient, ManagementClient
 from toolkit.errors import KeyFileError, ServerAlreadyRunningError, ServerStartError
-from toolkit.paths import CONFIG_PROPERTIES, KEY_FILE_NAME, MODEL_STORE
+from toolkit.paths import CONFIG_PROPERTIES, KEY_FILE_NAME, MODEL_STORE, ROOT
 from toolkit.polling import poll_until
-from toolkit.properties import Ports, Urls, rewrite_properties
+from toolkit.properties import Ports, Urls, read_properties, rewrite_properties
 from toolkit.server.health import health_problem
 from toolkit.server.process import alive, check_ports_free, find_java, stop_family, tail
 
@@ -83,7 +84,11 @@ class LocalServer:
         return Urls.for_ports(self.ports)
 
     def read_keys(self) -> Keys:
-        """The server's inference and management keys (KeyFileError until TorchServe wrote them)."""
+        """The server's inference and management keys (KeyFileError until TorchServe wrote them). Empty keys
+        when the config sets `disable_token_authorization=true` (the KServe layout): TorchServe then writes no
+        key file and checks no header."""
+        if read_properties(self.config).get("disable_token_authorization", "").strip().lower() == "true":
+            return Keys(inference="", management="")
         return read_keys(self.key_file)
 
     def inference_client(self, timeout_s: float = 60.0) -> InferenceClient:
@@ -161,8 +166,18 @@ class LocalServer:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.key_file.unlink(missing_ok=True)  # a stale one would be read before the new one is written
         shutil.rmtree(self.run_dir / "models", ignore_errors=True)  # archives unpacked by an earlier run
-        text = rewrite_properties(self.config.read_text(encoding="utf-8"), self.ports.overrides(self.model_store))
+        text = rewrite_properties(self.config.read_text(encoding="utf-8"), self._overrides())
         self.config_path.write_text(text, encoding="utf-8")
+
+    def _overrides(self) -> dict[str, str]:
+        """The keys rewritten in the run dir's config: addresses, ports, model_store, and a relative
+        `metrics_config` made absolute against the project root (TorchServe resolves it against its working
+        directory, which is the run dir here)."""
+        overrides = self.ports.overrides(self.model_store)
+        metrics_config = read_properties(self.config).get("metrics_config")
+        if metrics_config and not Path(metrics_config).is_absolute():
+            overrides["metrics_config"] = str(ROOT / metrics_config)
+        return overrides
 
     def start(self) -> LocalServer:
         """Launch TorchServe in the background (returns once the JVM is spawned; see wait_ready)."""
