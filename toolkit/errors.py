@@ -41,6 +41,23 @@ class ServerError(ToolkitError):
         return EXIT_USAGE if 400 <= self.status < 500 else EXIT_FAILURE
 
 
+@dataclass
+class ServerBusyError(ServerError):
+    """The server had no room for the request: its model queue (jobQueueSize) was full. TorchServe 0.12 answers
+    this with REST 503 ServiceUnavailableException, gRPC UNAVAILABLE, saying misleadingly that the model "has no
+    worker" (it says the same when a model really has none); a RESOURCE_EXHAUSTED / 429 answer means the same.
+    `message` keeps the server's text; `str()` says what happened. `attempts` and `waited_s` say how often and
+    how long the client tried (toolkit.client.retry) before giving up."""
+
+    attempts: int = 1
+    waited_s: float = 0.0
+
+    def __str__(self) -> str:
+        tried = f"; gave up after {self.attempts} tries in {self.waited_s:.1f} s" if self.attempts > 1 else ""
+        return (f"server busy: model queue full (HTTP {self.status}{tried}; TorchServe words this \"has no worker\", "
+                "as it does for a model without workers)")
+
+
 class ServerUnreachableError(ToolkitError, ConnectionError):
     """No answer at all, over REST or gRPC: connection refused, reset or timed out. The message names the
     address."""

@@ -22,6 +22,7 @@ SMOKE_ARGS = [
     "--batch-sizes", "8", "--delays", "5", "--workers", "1", "--threads", "1",
     "--concurrency", "1", "4", "--duration", "2", "--warmup", "1", "--jvm-warmup", "1",
     "--raw-seconds", "0.2", "--input-concurrency", "4", "--no-server-variants", "--max-other-cpu", "0",
+    "--bursts", "100",
 ]
 
 
@@ -70,6 +71,14 @@ def test_matrix_cells_answered_200(bench_run: tuple[dict, Path, str]) -> None:
         assert set(cell["load"]["latency_ms"]) >= {"p50", "p95", "p99", "mean", "max"}
         assert cell["server"]["requests"] > 0  # the server's own counters saw the run
         assert {"mean_queue_ms", "mean_after_queue_ms", "frontend_pct", "workers_pct"} <= set(cell["server"])
+
+
+def test_burst_phase_reports_each_burst(bench_run: tuple[dict, Path, str]) -> None:
+    result, out, _ = bench_run
+    (row,) = result["bursts"]
+    assert (row["n"], row["answered"], row["refused"], row["no_answer"]) == (100, 100, 0, {}), row
+    assert row["queue_capacity"] >= 100 and row["healthy_after"] and row["memory_mib_before"]["frontend"] > 0
+    assert "## Bursts" in (out / f"{result['meta']['timestamp']}.md").read_text()
 
 
 def test_every_input_path_answered_200(bench_run: tuple[dict, Path, str]) -> None:

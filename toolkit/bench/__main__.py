@@ -29,6 +29,7 @@ import ts
 
 from toolkit.bench import report, serverstats
 from toolkit.bench.analysis import best_raw, recommend, targets
+from toolkit.bench.bursts import BURST_SIZES, QUICK_SIZES
 from toolkit.bench.loadgen import LoadGenError, find_wrk
 from toolkit.bench.matrix import QuietPolicy, Spec
 from toolkit.bench.run import run_local, run_remote
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="concurrencies of the input-path and config-variant phases")
     parser.add_argument("--raw-seconds", type=float, default=1.0, help="seconds per raw measurement; 0 skips it")
     parser.add_argument("--no-shipped", action="store_true", help="skip measuring the model as its YAML ships it")
+    parser.add_argument("--bursts", type=int, nargs="*", metavar="N",
+                        help=f"burst sizes, N requests at once against the model as shipped (full: "
+                        f"{list(BURST_SIZES)}, quick: {list(QUICK_SIZES)}); `--bursts` alone skips them")
     parser.add_argument("--server-variants", action=argparse.BooleanOptionalAction, default=False,
                         help="also compare config.properties variants (logging, netty threads, system metrics), each "
                         "on a fresh server (+~6 min; a fresh JVM stays slower for minutes, so compare with care)")
@@ -104,7 +108,8 @@ def context(args: argparse.Namespace) -> dict:
            "model_file": build / f"{args.model}.pt", "heldout": build / "heldout.npz", "config": args.config,
            "spec": make_spec(args), "input_concurrencies": tuple(args.input_concurrency),
            "raw_seconds": args.raw_seconds, "shipped": not args.no_shipped, "jvm_warmup_s": args.jvm_warmup,
-           "server_variants": args.server_variants}
+           "server_variants": args.server_variants,
+           "bursts": tuple(args.bursts if args.bursts is not None else QUICK_SIZES if args.quick else BURST_SIZES)}
     for key in ("model_yaml", "model_file", "heldout"):
         if not ctx[key].is_file():
             raise FileNotFoundError(f"{ctx[key]} is missing (run `make models` first)")

@@ -140,7 +140,9 @@ async def closed_loop(
         )
 
 
-async def burst(base_url: str, key: str, request: Request, n: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[Outcome]:
+async def burst(
+    base_url: str, key: str, request: Request, n: int, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> list[Outcome]:
     """`n` copies of `request` all at once, as a user's load test does (`asyncio.gather` of one task per request):
     one session of `n` connections, one each, every task started before any answer is awaited. Times are
     relative to the moment the first task starts; outcomes in index order. Bounded: `n` requests, each at most

@@ -9,6 +9,8 @@ The JSON layout (`bench/results/<timestamp>.json`):
     inputs          the recommended variant per input kind (json, png, npy) and concurrency
     server_variants the recommended variant under alternative config.properties settings
     recommendation  the chosen variant and why; targets: measured vs target per goal of the issue
+    bursts          the shipped model under N requests at once (toolkit.bench.bursts): answered, refused,
+                    p50/p99, time to the last answer, frontend times, memory
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from toolkit.bench import bursts
 from toolkit.bench.analysis import best_raw
 
 CELL_HEADER = ("| config | input | conc | req/s | p50 ms | p95 ms | p99 ms | errors | queue ms | after-queue ms "
@@ -120,6 +123,11 @@ def markdown(result: dict, plot_name: str | None) -> str:
                 *cell_table(result["server_variants"])]
     if result.get("shipped"):
         out += ["", "## The model as config/models YAML ships it", "", *cell_table(result["shipped"])]
+    if result.get("bursts"):
+        out += ["", "## Bursts: N requests at once, the model as shipped (queue = its jobQueueSize)", "",
+                "Client times from each task's start (connection set-up included, the Python client shares the "
+                "cores); '503 server' is the frontend's own time per refusal (access log).", "",
+                *bursts.table(result["bursts"])]
     out += ["", "## Matrix (JSON body)", "", *cell_table(result.get("cells", []))]
     if plot_name:
         out += ["", f"![throughput vs p99]({plot_name})"]
@@ -153,11 +161,32 @@ def _panel(ax, title: str, series: dict[str, list[dict]], limit: float | None) -
     ax.legend(fontsize=6)
 
 
+def _burst_panel(ax, rows: list[dict]) -> None:
+    """Bursts: answered (200) and refused (503) per burst size N, and seconds to the last answer / 200 p99."""
+    ns = [r["n"] for r in rows]
+    ax.plot(ns, [r["answered"] for r in rows], marker="o", label="answered 200")
+    ax.plot(ns, [r["refused"] for r in rows], marker="s", label="refused 503")
+    ax.set_xscale("log")
+    ax.set_xlabel("burst: N requests at once")
+    ax.set_ylabel("requests")
+    times = ax.twinx()
+    times.plot(ns, [r["drain_s"] for r in rows], color="k", linestyle="--", marker=".", label="last answer (s)")
+    times.plot(ns, [(r["ok_ms"]["p99"] or 0) / 1e3 for r in rows], color="grey", linestyle=":", marker=".",
+               label="200 p99 (s)")
+    times.set_ylabel("seconds")
+    queue = rows[0].get("queue_capacity")
+    ax.set_title(f"bursts, model as shipped (jobQueueSize {queue})", fontsize=10)
+    ax.legend(fontsize=6, loc="upper left")
+    times.legend(fontsize=6, loc="center left")
+
+
 def plot(result: dict, path: Path) -> Path:
-    """Throughput (x) vs p99 (y, log) per configuration, one panel per (workers, threads); points = concurrency."""
+    """Throughput (x) vs p99 (y, log) per configuration, one panel per (workers, threads); points = concurrency.
+    With bursts, one more panel: answered/refused and drain time per burst size."""
     groups = sorted(_series(result.get("cells", [])).items())
-    cols = min(2, max(1, len(groups)))
-    rows = max(1, -(-len(groups) // cols))
+    panels = len(groups) + bool(result.get("bursts"))
+    cols = min(2, max(1, panels))
+    rows = max(1, -(-panels // cols))
     fig = Figure(figsize=(6.5 * cols, 4.8 * rows))  # no pyplot: no global backend or figure state
     axes = fig.subplots(rows, cols, squeeze=False)
     limit = best_raw(result)
@@ -165,7 +194,9 @@ def plot(result: dict, path: Path) -> Path:
         ax = axes[index // cols][index % cols]
         _panel(ax, f"{workers} worker(s) x {threads} torch thread(s)",
                {label.split(" w")[0]: cells for label, cells in series.items()}, limit)
-    for index in range(len(groups), rows * cols):
+    if result.get("bursts"):
+        _burst_panel(axes[len(groups) // cols][len(groups) % cols], result["bursts"])
+    for index in range(panels, rows * cols):
         axes[index // cols][index % cols].set_visible(False)
     fig.suptitle(f"mnist, JSON body, closed loop (wrk) — {result['meta']['timestamp']}")
     fig.tight_layout()

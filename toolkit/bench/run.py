@@ -1,5 +1,6 @@
 """One bench run, phase by phase: raw limit, server start (cold start), load-generator ceiling, JVM warm-up,
-the shipped configuration, the matrix, input paths and config.properties variants on the recommended variant.
+the shipped configuration and its bursts, the matrix, input paths and config.properties variants on the
+recommended variant.
 
 Every phase appends to one result dict (layout: toolkit.bench.report). A started server is always stopped.
 """
@@ -14,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from toolkit.bench import serverstats
+from toolkit.bench import bursts, serverstats
 from toolkit.bench.analysis import best_raw, recommend, targets
 from toolkit.bench.loadgen import Request, run_load
 from toolkit.bench.matrix import (
@@ -109,6 +110,9 @@ def measure_server(result: dict, target: Target, ctx: dict, log: Log) -> None:
         warm_jvm(target, base, payloads["json"], ctx["jvm_warmup_s"])
         if ctx["shipped"]:
             result["shipped"] = shipped_cells(target, base, payloads["json"], spec)
+        if ctx.get("bursts"):  # N at once against the model as shipped (its jobQueueSize)
+            bursts.run_bursts(target, base, payloads["json"].path.read_bytes(), ctx["bursts"], log,
+                              result.setdefault("bursts", []), ctx.get("log_dir"))
     run_matrix(target, ctx["archives"], base, payloads["json"], spec, result.setdefault("cells", []), log)
     result["recommendation"] = recommend(result["cells"], best_raw(result))
     best = ModelVariant(**result["recommendation"]["variant"])
@@ -144,7 +148,8 @@ def run_local(result: dict, ctx: dict, log: Log) -> None:
         try:
             result["cold_start"] = start_timed(server, ctx["base"], ctx["payloads"]["json"])
             log(f"cold start: first prediction after {result['cold_start']['first_prediction_s']} s")
-            measure_server(result, target_of(server), {**ctx, "base_registered": True}, log)
+            measure_server(result, target_of(server), {**ctx, "base_registered": True, "log_dir": server.log_dir},
+                           log)
         finally:
             server.stop()
         if ctx["server_variants"]:

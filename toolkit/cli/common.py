@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-from toolkit.errors import GrpcUnavailableError, ServerError, ServerUnreachableError
+from toolkit.errors import GrpcUnavailableError, ServerBusyError, ServerError, ServerUnreachableError
 from toolkit.paths import KEY_FILE
 
 
@@ -39,6 +39,9 @@ def _hint(exc: Exception, key_file: Path | None, command: str) -> str:
         return f" (key from {key_file}; keys change at every server start and expire)"
     if isinstance(exc, ServerError) and command == "register" and "Failed to start workers" in exc.message:
         return " (TorchServe may keep the model registered without workers: check `manage list` and unregister it)"
+    if isinstance(exc, ServerBusyError):  # its str() already replaces TorchServe's "has no worker" text
+        return (" (retry later or longer: --tries/--retry-time; or give the model more room: jobQueueSize in its"
+                " YAML, more workers with `manage scale`)")
     if isinstance(exc, ServerUnreachableError):  # REST and gRPC alike
         return " (is TorchServe running? start it with `make serve`)"
     return ""

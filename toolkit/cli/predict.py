@@ -1,12 +1,17 @@
 """`predict`: send one input to a served model and print its answer.
 
     predict MODEL INPUT [--version V] [--url URL] [--key-file PATH] [--grpc [--grpc-address H:P]]
+            [--tries N] [--retry-time S] [--no-retry]
 
 INPUT is a file (.png, .jpg/.jpeg, .npy, .json: sent as image/png, image/jpeg, application/x-npy,
 application/json) or an inline JSON document (`predict tabular '{"inputs": [[...]]}'`).
 Defaults: the `make serve` server (inference address of config/config.properties, key file
 .ts_run/key_file.json). The answer is printed as indented JSON (raw bytes if it is not JSON). A failure
 prints one line on stderr, `error: HTTP 400 decode_error: ...`, and exits 2 for a 4xx answer, 1 otherwise.
+
+A server with no room for the request (its model queue is full: 503, gRPC UNAVAILABLE / RESOURCE_EXHAUSTED) is
+asked again with capped exponential backoff and jitter: up to --tries tries (default 5) within --retry-time
+seconds (default 10); --no-retry sends once. If it stays busy: `error: server busy: model queue full (...)`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 from toolkit.cli.common import error_line, import_grpc, key_file_of
 from toolkit.client.auth import read_keys
 from toolkit.client.rest import InferenceClient, decode_body
+from toolkit.client.retry import RetryPolicy
 from toolkit.errors import InputError, ToolkitError
 from toolkit.properties import default_urls
 
@@ -57,13 +63,13 @@ def _predict_grpc(args: argparse.Namespace, key: str, body: bytes) -> Any:
     """One prediction over gRPC; the gRPC client module is imported only here (needs generated stubs)."""
     grpc = import_grpc()
     address = args.grpc_address or default_urls().grpc_inference
-    with grpc.GrpcInferenceClient(address, key, args.timeout) as client:
+    with grpc.GrpcInferenceClient(address, key, args.timeout, retry_policy(args)) as client:
         return decode_body(client.predict(args.model, body, version=args.version))
 
 
 def _predict_rest(args: argparse.Namespace, key: str, body: bytes, ctype: str) -> Any:
     url = args.url or default_urls().inference
-    with InferenceClient(url, key, args.timeout) as client:
+    with InferenceClient(url, key, args.timeout, retry_policy(args)) as client:
         return client.predict(args.model, body, ctype, version=args.version)[1]
 
 
@@ -77,8 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--content-type", help="override the Content-Type guessed from the file suffix")
     parser.add_argument("--grpc", action="store_true", help="use the gRPC inference API instead of REST")
     parser.add_argument("--grpc-address", help="gRPC inference host:port (default: config's)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per try")
+    retry = parser.add_argument_group("retrying a busy server (model queue full: 503 / RESOURCE_EXHAUSTED)")
+    retry.add_argument("--tries", type=_positive_int, default=RetryPolicy.tries,
+                       help="tries in all, the first included (default %(default)s; 1 = no retry)")
+    retry.add_argument("--retry-time", type=float, default=RetryPolicy.total_s, metavar="S",
+                       help="no new try after S seconds since the first (default %(default)s)")
+    retry.add_argument("--no-retry", action="store_true", help="send once; a busy server's 503 is the answer")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def retry_policy(args: argparse.Namespace) -> RetryPolicy:
+    """The retry policy the options ask for (--no-retry: one try)."""
+    return RetryPolicy.off() if args.no_retry else RetryPolicy(tries=args.tries, total_s=max(0.0, args.retry_time))
 
 
 def _print_answer(answer: Any) -> None:

@@ -1,14 +1,24 @@
 """Error answers -> `ServerError`, one type whatever the protocol.
 
 A server answer that is not a success becomes a `toolkit.errors.ServerError` carrying the HTTP status (or the
-HTTP status that the gRPC code stands for), the error type the server named, and its message.
+HTTP status that the gRPC code stands for), the error type the server named, and its message. A refusal for
+prediction refused for lack of room (`is_busy`: a full model queue) becomes the subclass `ServerBusyError`
+(`busy_or_same`), which the inference clients retry.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
-from toolkit.errors import ServerError
+from toolkit.errors import ServerBusyError, ServerError
+
+# TorchServe 0.12's text for a request its model queue has no room for: 'Model "mnist" has no worker to serve
+# inference request. Please use scale workers API to add workers.' (it sends the same when the model has no
+# worker at all), over REST as 503 ServiceUnavailableException, over gRPC as INTERNAL (500) with
+# InternalServerException (measured on 0.12.0); our Ray Serve ingress says "is busy: its queue is full". A 503
+# for a failed batch ("Prediction failed", InternalServerException) is not busy.
+_BUSY = re.compile(r"has no worker to serve inference request|queue is full|model queue full", re.IGNORECASE)
 
 
 def parse_error_body(body: bytes | str) -> dict | None:
@@ -25,6 +35,21 @@ def parse_error_body(body: bytes | str) -> dict | None:
         return None
     code = obj["code"]
     return obj if isinstance(code, int) and code >= 400 else None
+
+
+def is_busy(status: int, message: str) -> bool:
+    """Whether an error answer means "no room now, try later": 429 (gRPC RESOURCE_EXHAUSTED), or a 503 (gRPC:
+    500) whose message is TorchServe's (or our Ray ingress's) full-queue text."""
+    return status == 429 or (status in (500, 503) and bool(_BUSY.search(message)))
+
+
+def busy_or_same(exc: ServerError) -> ServerError:
+    """A prediction's error as ServerBusyError when `is_busy` says the server had no room for it, else `exc`;
+    its status is 503 whatever the protocol (429 stays 429). Only for predictions: a management call answered
+    503 "has no worker" means what it says."""
+    if isinstance(exc, ServerBusyError) or not is_busy(exc.status, exc.message):
+        return exc
+    return ServerBusyError(429 if exc.status == 429 else 503, exc.message, exc.kind)
 
 
 def error_from_body(status: int, body: bytes | str) -> ServerError:

@@ -7,7 +7,10 @@ Error contract (the same errors as the REST client):
 - No server answered (connection refused, host not resolved, connection broken before the answer): gRPC
   says UNAVAILABLE, and it is raised as `ServerUnreachableError`, as REST raises it. TorchServe's own
   UNAVAILABLE answer (HTTP 503, e.g. a full job queue) stays `ServerError(503, ...)`; the two are told apart
-  by gRPC core's details text (`is_unreachable`).
+  by gRPC core's details text (`is_unreachable`). A prediction refused for a full model queue (TorchServe 0.12
+  answers it INTERNAL + InternalServerException with its "has no worker" text, measured; RESOURCE_EXHAUSTED
+  from other servers) is `ServerBusyError` (status 503 / 429), and `predict` retries it (`retry`, a
+  `toolkit.client.retry.RetryPolicy`), as REST does.
 - A handler's per-request error travels as a successful call whose prediction bytes are the JSON error
   `{"code": >=400, "type", "message"}` (TorchServe ignores per-request status on gRPC); it is raised as
   `ServerError(code, message, type)`.
@@ -34,8 +37,9 @@ import grpc
 from google.protobuf import empty_pb2
 
 from toolkit.client.auth import grpc_auth
-from toolkit.client.error_body import parse_error_body
+from toolkit.client.error_body import busy_or_same, parse_error_body
 from toolkit.client.management import Registration
+from toolkit.client.retry import RetryPolicy
 from toolkit.errors import ServerError, ServerUnreachableError, UnsupportedRequestError
 
 try:
@@ -208,10 +212,14 @@ class _GrpcClient:
 class GrpcInferenceClient(_GrpcClient):
     """Client of TorchServe's gRPC inference API (`grpc_inference_address`, default port 7070), authorized
     with the inference key. Failures raise ServerError (see the module docstring), a server that cannot be
-    reached ServerUnreachableError."""
+    reached ServerUnreachableError. `retry` says how a prediction refused for a full queue is retried (default:
+    5 tries within 10 s; `RetryPolicy.off()`: none); each try has its own `timeout_s` deadline."""
 
-    def __init__(self, address: str, key: str | None, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, address: str, key: str | None, timeout_s: float = 60.0, retry: RetryPolicy | None = None
+    ) -> None:
         super().__init__(address, key, timeout_s)
+        self.retry = retry or RetryPolicy()
         self._stub = inference_pb2_grpc.InferenceAPIsServiceStub(self._channel)
 
     def ping(self) -> str:
@@ -230,7 +238,14 @@ class GrpcInferenceClient(_GrpcClient):
         the body's code, type and message.
         """
         request = self._request(model, body, version, input_name)
-        return check_prediction(self._unary(self._stub.Predictions, request))
+
+        def once() -> bytes:
+            try:
+                return check_prediction(self._unary(self._stub.Predictions, request))
+            except ServerError as exc:
+                raise busy_or_same(exc) from None
+
+        return self.retry.call(once)
 
     def stream_predict(
         self, model: str, body: bytes, version: str | None = None, input_name: str = "data"

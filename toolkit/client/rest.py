@@ -1,7 +1,9 @@
 """Small synchronous clients for TorchServe's REST inference and management APIs (token auth on).
 
 Every non-2xx answer raises `toolkit.errors.ServerError` carrying TorchServe's (or our handler's)
-status, error type and message; a server that cannot be reached raises `ServerUnreachableError`.
+status, error type and message; a server that cannot be reached raises `ServerUnreachableError`. A prediction
+the server had no room for (full model queue: `ServerBusyError`) is retried with capped exponential backoff and
+jitter (`retry`, a `toolkit.client.retry.RetryPolicy`; `RetryPolicy.off()` turns it off).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from urllib.parse import quote
 import requests
 
 from toolkit.client.auth import auth_header
-from toolkit.client.error_body import error_from_body
+from toolkit.client.error_body import busy_or_same, error_from_body
 from toolkit.client.management import Registration
-from toolkit.errors import ServerUnreachableError
+from toolkit.client.retry import RetryPolicy
+from toolkit.errors import ServerError, ServerUnreachableError
 
 
 def _segment(value: str) -> str:
@@ -71,10 +74,12 @@ def _reason(exc: requests.RequestException) -> str:
 
 
 class InferenceClient(_Client):
-    """Client of the inference API (`inference_address`), authorized with the inference key."""
+    """Client of the inference API (`inference_address`), authorized with the inference key. `retry` says how
+    a prediction refused for a full queue is retried (default: 5 tries within 10 s)."""
 
-    def __init__(self, base_url: str, key: str, timeout_s: float = 60.0) -> None:
+    def __init__(self, base_url: str, key: str, timeout_s: float = 60.0, retry: RetryPolicy | None = None) -> None:
         super().__init__(base_url, key, timeout_s)
+        self.retry = retry or RetryPolicy()
 
     def ping(self) -> str:
         """The health status string of /ping ("Healthy"); a non-2xx answer (500 Unhealthy) raises."""
@@ -82,11 +87,19 @@ class InferenceClient(_Client):
 
     def predict(self, model: str, body: bytes, content_type: str, version: str | None = None) -> tuple[int, Any]:
         """POST `body` to /predictions/<model>[/<version>]; the 2xx status and the parsed JSON answer
-        (raw bytes when the answer is not JSON). Raises ServerError on non-2xx."""
+        (raw bytes when the answer is not JSON). Raises ServerError on non-2xx, ServerBusyError once `retry`
+        gives up on a full queue."""
         path = f"/predictions/{_segment(model)}"
         if version is not None:
             path += f"/{_segment(version)}"
-        resp = self._call("POST", path, data=body, headers={"Content-Type": content_type})
+
+        def once() -> requests.Response:
+            try:
+                return self._call("POST", path, data=body, headers={"Content-Type": content_type})
+            except ServerError as exc:
+                raise busy_or_same(exc) from None
+
+        resp = self.retry.call(once)
         return resp.status_code, decode_body(resp.content)
 
 
