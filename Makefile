@@ -38,7 +38,7 @@ model_store/%.mar: config/models/%.yaml $$(call model_input,$$(call yaml_model_f
 	$(PY) -m toolkit.archive --model $*
 
 # --- targets ---------------------------------------------------------------------------------------------------
-.PHONY: help install models archive serve stop status test test-unit test-integration test-e2e lint bench soak clean
+.PHONY: help install models archive serve stop status test test-unit test-integration test-e2e lint bench soak clean monitor monitor-stop image image-serve image-stop kserve-layout kserve-client ray-serve ray-stop ray-status test-cluster
 
 help: ## list the targets and the variables they read
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -49,6 +49,8 @@ help: ## list the targets and the variables they read
 #=   DRAIN_DEADLINE_S=30       stop: seconds to wait for queued and running requests (0: stop at once)
 #=   BENCH_ARGS="--quick"      bench: extra `python -m toolkit.bench` flags (--quick, --url URL, --out-dir DIR, ...)
 #=   MINUTES=10 RATE=<req/s>   soak: duration, and load (default: half the measured capacity)
+#=   MONITOR_PORT=9090         monitor, monitor-stop: Prometheus's loopback port
+#=   KSERVE_ARGS="--use mnist_v2.0.mar --out build/kserve-canary"  kserve-layout: another version's layout
 
 install: $(VENV) $(GRPC_STUBS) ## .venv with every extra (pyproject.toml, pins) and the generated gRPC stubs
 
@@ -65,6 +67,12 @@ stop: ## drain (DRAIN_DEADLINE_S, default 30), then stop the server `make serve`
 
 status: ## models and workers of the running server
 	@bash scripts/status.sh
+
+monitor: ## Prometheus on 127.0.0.1:9090 scraping the `make serve` server (installs Debian's prometheus if missing)
+	@bash scripts/monitor.sh
+
+monitor-stop: ## stop the Prometheus `make monitor` started
+	@bash scripts/monitor.sh stop
 
 test: $(ARCHIVES) $(GRPC_STUBS) ## unit, integration and e2e tests (needs Java 17 and wrk)
 	@bash scripts/test.sh tests
@@ -86,6 +94,35 @@ bench: $(ARCHIVES) $(GRPC_STUBS) ## benchmark the served models, writes bench/re
 
 soak: $(ARCHIVES) ## long run at half capacity, reports memory growth (MINUTES=10, RATE=)
 	@bash scripts/soak.sh
+
+ray-serve: $(ARCHIVES) ## two-node local Ray cluster, every archive on 127.0.0.1:8000 (keys .ray_run/); RAY_ADDRESS=
+	@bash scripts/ray_serve.sh
+
+ray-stop: ## stop the ray-serve deployments and both nodes (by their pids)
+	@$(PY) -m toolkit.engines.ray stop --run-dir .ray_run
+
+ray-status: ## nodes and replicas of the ray-serve cluster
+	@$(PY) -m toolkit.engines.ray status --run-dir .ray_run || true
+
+test-cluster: $(ARCHIVES) ## Ray Serve engine tests on a two-node local cluster of their own
+	@$(PY) -m pytest tests/cluster
+
+image: $(ARCHIVES) ## container image ts-toolkit:<version> and :latest (podman or docker; deploy/container/)
+	@bash scripts/image.sh
+
+image-serve: ## run the image detached on the config's ports (127.0.0.1), key file in .image_run/
+	@bash scripts/image-serve.sh
+
+image-stop: ## stop the image-serve container: drain (TS_DRAIN_DEADLINE_S 20), exit 0
+	@bash scripts/image-stop.sh
+
+kserve-layout: $(ARCHIVES) ## KServe storage layout build/kserve/ (config/ + model-store/) from model_store/ (KSERVE_ARGS=)
+	$(PY) -m toolkit.archive.kserve --out build/kserve $(KSERVE_ARGS)
+
+kserve-client: .venv-kserve/.installed ## separate venv with KServe's Python client (its pins clash with ours)
+
+.venv-kserve/.installed: tests/e2e/kserve-client-requirements.txt
+	@$(PY) -m venv .venv-kserve && .venv-kserve/bin/pip install -q -r $< && touch $@
 
 clean: ## remove build outputs (keeps .venv)
 	@rm -rf build model_store .ts_run
