@@ -74,7 +74,7 @@ monitor: ## Prometheus on 127.0.0.1:9090 scraping the `make serve` server (insta
 monitor-stop: ## stop the Prometheus `make monitor` started
 	@bash scripts/monitor.sh stop
 
-test: $(ARCHIVES) $(GRPC_STUBS) ## unit, integration and e2e tests (needs Java 17 and wrk)
+test: $(ARCHIVES) $(GRPC_STUBS) .venv-kserve/.installed ## unit, integration and e2e tests (needs Java 17 and wrk)
 	@bash scripts/test.sh tests
 
 test-unit: $(VENV) $(GRPC_STUBS) ## unit tests only (no models, Java or wrk)
@@ -83,7 +83,7 @@ test-unit: $(VENV) $(GRPC_STUBS) ## unit tests only (no models, Java or wrk)
 test-integration: $(MODEL_BUILDS) $(GRPC_STUBS) ## archive, model and Makefile tests (no Java or wrk)
 	@$(PY) -m pytest tests/integration
 
-test-e2e: $(ARCHIVES) $(GRPC_STUBS) ## tests against a real TorchServe only (needs Java 17 and wrk)
+test-e2e: $(ARCHIVES) $(GRPC_STUBS) .venv-kserve/.installed ## tests against a real TorchServe only (needs Java 17 and wrk)
 	@bash scripts/test.sh tests/e2e
 
 lint: $(VENV) ## ruff check, then the import contracts of pyproject.toml (lint-imports)

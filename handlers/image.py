@@ -24,8 +24,9 @@ from handlers.answers import ImageAnswer
 from handlers.base import Decoded, ServingHandler
 from handlers.config import ImageInput
 from handlers.decoding import check_finite, decode_base64, numeric_array, read_body
-from handlers.errors import ValidationError
+from handlers.errors import ClientError, ValidationError
 from handlers.imaging import digit_box, image_pixels, light_background, open_image, resize
+from handlers.oip import OipError, OipHandler, Tensor, finite_float32
 
 PAYLOAD_KEYS = ("image", "data", "inputs")
 
@@ -41,8 +42,11 @@ def unwrap_payload(body: object, max_npy_bytes: int) -> object:
     return body
 
 
-class ImageClassifier(ServingHandler):
-    """Image classification with the contract of `handlers.base`; settings from `handler.image`."""
+class ImageClassifier(OipHandler, ServingHandler):
+    """Image classification with the contract of `handlers.base`; settings from `handler.image`. Also speaks the
+    Open Inference Protocol (`handlers.oip`): one FP32 or UINT8 tensor of n images."""
+
+    oip_datatypes = ("FP32", "UINT8")
 
     @property
     def image(self) -> ImageInput:
@@ -56,6 +60,26 @@ class ImageClassifier(ServingHandler):
         payload = unwrap_payload(body, max_npy_bytes=self.image.max_pixels * 8)
         images, many = self.pixel_images(payload)
         return Decoded(self.to_tensor(np.stack(images)), many=many)
+
+    def decode_oip(self, tensor: Tensor) -> Decoded:
+        """An OIP input tensor of intensities 0..255 (as the JSON form), shape [n, H, W] or [n, 1, H, W] for
+        grayscale, [n, H, W, 3] or [n, 3, H, W] for colour -> Decoded (always a list of n)."""
+        s = self.image
+        array = finite_float32(tensor)
+        if array.ndim == 4 and array.shape[1] == s.channels and (s.channels == 1 or array.shape[3] != 3):
+            array = array[:, 0] if s.channels == 1 else array.transpose(0, 2, 3, 1)
+        one = (s.height, s.width) if s.channels == 1 else (s.height, s.width, 3)
+        if array.ndim != len(one) + 1 or array.shape[1:] != one or not len(array):
+            planes = f"{s.channels}, {s.height}, {s.width}"
+            forms = (f"[n, {s.height}, {s.width}] or [n, {planes}]" if s.channels == 1
+                     else f"[n, {s.height}, {s.width}, 3] or [n, {planes}]")
+            raise OipError(f"input '{tensor.name}': shape {list(tensor.array.shape)} is not an image batch; "
+                           f"expected {forms} with n >= 1")
+        try:
+            images, _ = self.from_array(array)
+        except ClientError as error:
+            raise OipError(f"input '{tensor.name}': {error.message}", error.status, error.phrase) from None
+        return Decoded(self.to_tensor(np.stack(images)), many=True)
 
     def pixel_images(self, payload: object) -> tuple[list[np.ndarray], bool]:
         """Payload -> white-on-black pixel arrays of the configured size, and whether a list was sent."""

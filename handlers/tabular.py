@@ -17,13 +17,17 @@ from handlers.base import Decoded, ServingHandler
 from handlers.config import TabularInput
 from handlers.decoding import check_finite, numeric_array, read_body
 from handlers.errors import ValidationError
+from handlers.oip import OipError, OipHandler, Tensor, finite_float32
 
 ALLOWED_KEYS = {"inputs", "return_probabilities"}
 NPY_HEADER_BYTES = 4096  # a plain array's .npy header is 64 or 128 bytes (numpy pads it to a multiple of 64)
 
 
-class TabularClassifier(ServingHandler):
-    """Tabular classification with the contract of `handlers.base`; settings from `handler.tabular`."""
+class TabularClassifier(OipHandler, ServingHandler):
+    """Tabular classification with the contract of `handlers.base`; settings from `handler.tabular`. Also speaks
+    the Open Inference Protocol (`handlers.oip`): one FP32 tensor [n, num_features]."""
+
+    oip_datatypes = ("FP32",)
 
     @property
     def tabular(self) -> TabularInput:
@@ -42,6 +46,13 @@ class TabularClassifier(ServingHandler):
         if "inputs" not in body:
             raise ValidationError("missing key 'inputs' (a list of feature rows)")
         return Decoded(self.check_rows(numeric_array(body["inputs"], "inputs")), options=options)
+
+    def decode_oip(self, tensor: Tensor) -> Decoded:
+        """An OIP input tensor [n, num_features] of finite FP32 values -> Decoded."""
+        rows, features = finite_float32(tensor), self.tabular.num_features
+        if rows.ndim != 2 or rows.shape[1] != features or not len(rows):
+            raise OipError(f"input '{tensor.name}': shape {list(rows.shape)}; expected [n, {features}] with n >= 1")
+        return Decoded(torch.from_numpy(np.ascontiguousarray(rows)))
 
     @property
     def max_npy_bytes(self) -> int:

@@ -19,7 +19,8 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
 
-SOURCES = ("Makefile", "pyproject.toml", "config", "handlers", "toolkit", "examples", "proto", "scripts")
+SOURCES = ("Makefile", "pyproject.toml", "config", "handlers", "toolkit", "examples", "proto", "scripts",
+           "tests/e2e/kserve-client-requirements.txt")
 DEMO = {
     "mnist": ("mnist.pt", "mnist.onnx", "index_to_name.json", "heldout.npz"),
     "tabular": ("tabular.pt", "tabular.onnx", "index_to_name.json", "heldout.npz"),
@@ -29,6 +30,7 @@ T0 = 1_700_000_000  # sources; each build step's outputs are one step newer than
 STEP = 100
 OUTPUTS = {  # output -> age rank (higher is newer)
     ".venv/.installed": 1,
+    ".venv-kserve/.installed": 1,
     "toolkit/client/grpc_gen/__init__.py": 2,
     **{f"build/models/{m}/{f}": 3 for m, files in DEMO.items() for f in files},
     **{f"build/models/{m}/.built": 3 for m in DEMO},  # written last by the make rule, after build_models
@@ -49,6 +51,7 @@ def tree(tmp_path: Path) -> Path:
         if src.is_dir():
             shutil.copytree(src, tmp_path / name, ignore=ignore)
         else:
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, tmp_path / name)
     for path in tmp_path.rglob("*"):
         if path.is_file():
