@@ -37,6 +37,7 @@ from examples.demo_models import digits, fonts
 from toolkit.export.architectures import MnistCNN, TabularMLP
 from toolkit.export.torchscript import (
     check_onnx,
+    check_optimized,
     check_torchscript,
     export_onnx,
     load_torchscript,
@@ -321,10 +322,16 @@ def export_and_check(model: nn.Module, x_held: torch.Tensor, out_dir: Path, name
     scripted = load_torchscript(ts_path)
     ts_diff = check_torchscript(model, scripted, x_held)
     log(f"TorchScript == eager on {len(x_held)} held-out inputs (max abs diff {ts_diff:.2e})")
+    opt_diff = check_optimized(model, scripted, x_held)
+    log(f"served forward (frozen + optimize_for_inference) vs eager: max abs diff {opt_diff:.2e}")
     export_onnx(model, x_held[:2], onnx_path)
     onnx_diff = check_onnx(onnx_path, x_held.numpy(), predict(scripted, x_held).numpy())
     log(f"ONNX (onnxruntime CPU) vs TorchScript: max abs diff {onnx_diff:.2e}")
-    checks = {"torchscript_vs_eager_max_abs_diff": ts_diff, "onnx_vs_torchscript_max_abs_diff": onnx_diff}
+    checks = {"torchscript_vs_eager_max_abs_diff": ts_diff, "onnx_vs_torchscript_max_abs_diff": onnx_diff,
+              "optimized_vs_eager_max_abs_diff": opt_diff,
+              # what the CPU workers run (handlers.backends.TorchScriptBackend); `make bench` raw phase compares
+              # it with the plain scripted module and ONNX Runtime (bench/README.md)
+              "served_forward": "torchscript frozen + optimize_for_inference (CPU)"}
     return scripted, checks
 
 

@@ -22,7 +22,8 @@ SMOKE_ARGS = [
     "--batch-sizes", "8", "--delays", "5", "--workers", "1", "--threads", "1",
     "--concurrency", "1", "4", "--duration", "2", "--warmup", "1", "--jvm-warmup", "1",
     "--raw-seconds", "0.2", "--input-concurrency", "4", "--no-server-variants", "--max-other-cpu", "0",
-    "--bursts", "100",
+    "--bursts", "100", "--peer-systems", "ours: TorchServe", "FastAPI batcher", "--peer-warmup", "1",
+    "--peer-first", "1", "--peer-concurrency", "4",
 ]
 
 
@@ -95,7 +96,7 @@ def test_ceiling_raw_cold_start_and_targets(bench_run: tuple[dict, Path, str]) -
     # wrk (one thread) ran for duration_s against /ping: it used some CPU, and at most about one core's worth
     assert 0 < ceiling["client_cpu_s"] <= 1.2 * ceiling["duration_s"] + 0.5, ceiling
     forward = {(r["forward"], r["threads"], r["batch_size"]) for r in result["raw"]["forward"]}
-    assert ("as_served", 1, 8) in forward and ("optimized", 1, 8) in forward
+    assert ("as_served", 1, 8) in forward and ("scripted", 1, 8) in forward
     assert {r["input"] for r in result["raw"]["handler"]} == {"json", "png", "npy"}
     assert result["cold_start"]["first_prediction_s"] > 0
     for cell in result["shipped"]:
@@ -103,3 +104,17 @@ def test_ceiling_raw_cold_start_and_targets(bench_run: tuple[dict, Path, str]) -
     assert result["recommendation"]["variant"] == {"batch_size": 8, "delay_ms": 5, "workers": 1, "threads": 1}
     goals = {t["goal"].split(" (")[0].split(":")[0] for t in result["targets"]}
     assert {"p50 at c1", "cold start", "npy / JSON req/s at c32", "png / JSON req/s at c32"} <= goals
+
+
+def test_peers_phase_measures_ours_and_a_peer(bench_run: tuple[dict, Path, str]) -> None:
+    result, out, _ = bench_run
+    rows = {r["system"]: r for r in result["peers"]}
+    assert set(rows) == {"ours: TorchServe", "FastAPI batcher"}, rows
+    for row in rows.values():
+        assert "error" not in row, row
+        assert_all_200(row["first"]["load"])
+        for cell in row["cells"]:
+            assert_all_200(cell["load"])
+    assert {c["input"] for c in rows["ours: TorchServe"]["cells"]} == {"json", "16x json", "16x npy", "16x png_list"}
+    markdown = (out / f"{result['meta']['timestamp']}.md").read_text()
+    assert "## Peers" in markdown and "## Sizing" in markdown

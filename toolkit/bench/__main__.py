@@ -68,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server-variants", action=argparse.BooleanOptionalAction, default=False,
                         help="also compare config.properties variants (logging, netty threads, system metrics), each "
                         "on a fresh server (+~6 min; a fresh JVM stays slower for minutes, so compare with care)")
+    peers = parser.add_argument_group("peers: other servers on the same model, body and load, each started fresh")
+    peers.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True,
+                       help="measure the peers (toolkit.bench.peers) and our TorchServe and Ray engine afresh")
+    peers.add_argument("--peer-systems", nargs="+", metavar="NAME", help="only these systems (names as reported)")
+    peers.add_argument("--peer-warmup", type=float, default=15.0,
+                       help="seconds of c32 load after ready, the same for every system (full: 15)")
+    peers.add_argument("--peer-first", type=float, default=10.0,
+                       help="the first seconds of the warm-up recorded on their own (warm start; full: 10)")
+    peers.add_argument("--peer-duration", type=float, help="seconds per peer cell (default: --duration)")
+    peers.add_argument("--peer-concurrency", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--max-other-cpu", type=float, default=30.0,
                         help="%% of a core other processes may use during a cell before it is re-run; 0 = never "
                         "wait or re-run (cells still record others' CPU)")
@@ -108,7 +118,10 @@ def context(args: argparse.Namespace) -> dict:
            "model_file": build / f"{args.model}.pt", "heldout": build / "heldout.npz", "config": args.config,
            "spec": make_spec(args), "input_concurrencies": tuple(args.input_concurrency),
            "raw_seconds": args.raw_seconds, "shipped": not args.no_shipped, "jvm_warmup_s": args.jvm_warmup,
-           "server_variants": args.server_variants,
+           "server_variants": args.server_variants, "peers": args.peers and not args.url,
+           "peer_systems": args.peer_systems, "peer_warmup_s": args.peer_warmup, "peer_first_s": args.peer_first,
+           "peer_duration_s": args.peer_duration or args.duration or (QUICK if args.quick else FULL)["duration"],
+           "peer_concurrencies": tuple(args.peer_concurrency),
            "bursts": tuple(args.bursts if args.bursts is not None else QUICK_SIZES if args.quick else BURST_SIZES)}
     for key in ("model_yaml", "model_file", "heldout"):
         if not ctx[key].is_file():
@@ -128,7 +141,8 @@ def meta(args: argparse.Namespace, argv: Sequence[str], spec: Spec, stamp: str) 
             "load_before": [round(x, 2) for x in serverstats.load_average()], "spec": dataclasses.asdict(spec),
             "mode": "remote" if args.url else "local", "config": str(args.config),
             "versions": {"torch": torch.__version__, "torchserve": ts.__version__, "python": sys.version.split()[0]},
-            "server_config_text": None if args.url else args.config.read_text(encoding="utf-8")}
+            "server_config_text": None if args.url else args.config.read_text(encoding="utf-8"),
+            "peer_warmup_s": args.peer_warmup}
 
 
 def run_phases(args: argparse.Namespace, ctx: dict, result: dict) -> bool:

@@ -131,4 +131,119 @@ def targets(result: dict) -> list[dict]:
     cold = result.get("cold_start", {}).get("first_prediction_s")
     cold_goal = _goal("cold start: torchserve --start -> first 200 prediction", cold, "reported", cold is not None,
                       " s")
-    return [*latency_goals(high, low, raw_best), *binary_goals(inputs), cold_goal]
+    return [*latency_goals(high, low, raw_best), *binary_goals(inputs), cold_goal, *peer_goals(result)]
+
+
+# ------------------------------------------------------------------ issue 15: peers, multi-input, warm start
+
+PEER_GAIN, MULTI_SHARE, WARM_SHARE, C1_P50_RATIO = 2.0, 0.6, 0.8, 1.5
+OURS = "ours: TorchServe"
+ONE_FORWARD_PEER = "FastAPI single"
+
+
+def best_forward(result: dict) -> float | None:
+    """The model's own limit in this run: the best images/s of any forward kind (as served, scripted, ONNX
+    Runtime), any threads, any batch size, no server."""
+    return max((r["images_per_s"] for r in result.get("raw", {}).get("forward", [])), default=None)
+
+
+def peer_cell(row: dict, concurrency: int, kind: str = "json") -> dict | None:
+    return next((c for c in row.get("cells", []) if c["concurrency"] == concurrency and c["input"] == kind), None)
+
+
+def _rps(cell: dict | None) -> float | None:
+    return cell["load"]["throughput_rps"] if cell else None
+
+
+def peer_summary(result: dict) -> dict:
+    """Ours, the best peer (by c32 req/s) and the figures the targets divide, from the peers phase."""
+    rows = {r["system"]: r for r in result.get("peers", []) if "cells" in r}
+    peers = {n: r for n, r in rows.items() if not n.startswith("ours")}
+    best_name = max(peers, key=lambda n: _rps(peer_cell(peers[n], HIGH_C)) or 0.0, default=None)
+    ours = rows.get(OURS)
+    multi = [c for c in (ours or {}).get("cells", []) if "images_per_s" in c]
+    best_multi = max(multi, key=lambda c: c["images_per_s"], default=None)
+    return {"ours": ours, "best_peer": best_name, "best_peer_row": peers.get(best_name),
+            "one_forward_peer": rows.get(ONE_FORWARD_PEER), "best_multi": best_multi,
+            "limit": best_forward(result)}
+
+
+def peer_goals(result: dict) -> list[dict]:
+    """The four targets of issue 15, measured in the peers phase of this run."""
+    s = peer_summary(result)
+    if s["ours"] is None:
+        return []
+    ours_high, ours_low = peer_cell(s["ours"], HIGH_C), peer_cell(s["ours"], LOW_C)
+    peer_high = peer_cell(s["best_peer_row"], HIGH_C) if s["best_peer_row"] else None
+    gain = _rps(ours_high) / _rps(peer_high) if ours_high and peer_high and _rps(peer_high) else None
+    p99 = ours_high["load"]["latency_ms"]["p99"] if ours_high else None
+    multi = s["best_multi"]["images_per_s"] / s["limit"] if s["best_multi"] and s["limit"] else None
+    first = s["ours"].get("first")
+    warm = _rps(first) / _rps(ours_high) if first and ours_high and _rps(ours_high) else None
+    single = peer_cell(s["one_forward_peer"], LOW_C) if s["one_forward_peer"] else None
+    c1 = (ours_low["load"]["latency_ms"]["p50"] / single["load"]["latency_ms"]["p50"]
+          if ours_low and single and single["load"]["latency_ms"]["p50"] else None)
+    peer_name = s["best_peer"] or "-"
+    multi_kind = s["best_multi"]["input"] if s["best_multi"] else "-"
+    return [
+        _goal(f"ours / best peer ({peer_name}) req/s at c{HIGH_C}, single image JSON", gain, f">= {PEER_GAIN:g}x",
+              gain is not None and gain >= PEER_GAIN, "x"),
+        _goal(f"ours p99 at c{HIGH_C} (peers phase)", p99, f"<= {P99_MAX_MS:g} ms",
+              p99 is not None and p99 <= P99_MAX_MS, " ms"),
+        _goal(f"multi-input images/s ({multi_kind}, c8) / best forward ({s['limit'] or 0:.0f} img/s)", multi,
+              f">= {MULTI_SHARE:g}", multi is not None and multi >= MULTI_SHARE),
+        _goal("req/s in the first 10 s after ready / steady (c32)", warm, f">= {WARM_SHARE:g}",
+              warm is not None and warm >= WARM_SHARE),
+        _goal(f"ours p50 at c{LOW_C} / {ONE_FORWARD_PEER} p50 at c{LOW_C}", c1, f"<= {C1_P50_RATIO:g}x",
+              c1 is not None and c1 <= C1_P50_RATIO, "x"),
+    ]
+
+
+SIZING_RATES = (1_000, 10_000, 100_000)
+HEADROOM = 0.7  # run replicas at 70 % of their measured closed-loop capacity: a p99 margin, and room for a lost one
+
+
+def sizing(result: dict, cores_per_replica: int | None = None) -> list[dict]:
+    """Replicas, cores and memory for 1k/10k/100k req/s (and images/s for batched clients), from ours'
+    measured capacity per replica in this run (one replica = one server on this run's cores), at HEADROOM of
+    it, where its p99 at c32 met the target; rows {"client", "rate", "replicas", "cores", "memory_gib",
+    "per_replica", "p99_ms", "p99_ok"}."""
+    s = peer_summary(result)
+    ours = s["ours"]
+    if ours is None:
+        return []
+    cores = cores_per_replica or result.get("meta", {}).get("affinity") or 1
+    high = peer_cell(ours, HIGH_C)
+    clients = []
+    if high:
+        clients.append(("single image, c32", _rps(high), high["load"]["latency_ms"]["p99"], "req/s"))
+    if s["best_multi"]:
+        multi = s["best_multi"]
+        clients.append((f"batched ({multi['input']}, c8)", multi["images_per_s"], multi["load"]["latency_ms"]["p99"],
+                        "images/s"))
+    rows = []
+    for client, capacity, p99, unit in clients:
+        if not capacity:
+            continue
+        for rate in SIZING_RATES:
+            replicas = -(-rate // int(capacity * HEADROOM))
+            rows.append({"client": client, "unit": unit, "rate": rate, "replicas": replicas,
+                         "cores": replicas * cores, "memory_gib": round(replicas * ours.get("rss_mib", 0) / 1024, 1),
+                         "per_replica": round(capacity, 1), "p99_ms": p99, "p99_ok": p99 <= P99_MAX_MS})
+    return rows
+
+
+def autoscaling_targets(result: dict) -> dict:
+    """Autoscaling targets derived from the measured capacity: requests in flight per replica at HEADROOM of
+    the c32 capacity (Little's law: in-flight = req/s x mean latency), for a TorchServe pod (KServe concurrency
+    target, HPA) and per Ray replica (one TorchServe worker's share: the pod's figure / its workers)."""
+    s = peer_summary(result)
+    high = peer_cell(s["ours"], HIGH_C) if s["ours"] else None
+    if not high:
+        return {}
+    rps, mean_ms = _rps(high), high["load"]["latency_ms"]["mean"]
+    in_flight = rps * mean_ms / 1000
+    pod = max(1, round(in_flight * HEADROOM))
+    return {"capacity_rps": rps, "mean_latency_ms": mean_ms, "in_flight_at_capacity": round(in_flight, 1),
+            "pod_target_concurrency": pod, "pod_target_rps": round(rps * HEADROOM),
+            "cpu_utilization_target_pct": round(100 * HEADROOM)}

@@ -5,9 +5,10 @@
 
 prints one JSON object:
 - `forward`: images/s of `backend(batch)` (the exact call the handler makes: TorchScript under inference_mode)
-  per (threads, batch size), median of 3 timed runs on a random (B, 1, 28, 28) batch (`"forward": "as_served"`),
-  and of the same
-  module frozen and optimized for inference (`"optimized"`, the headroom a backend change would give);
+  per (threads, batch size), median of 3 timed runs on a random (B, 1, 28, 28) batch (`"forward": "as_served"`:
+  on the CPU the module frozen + optimize_for_inference), of the plain scripted module (`"scripted"`, what was
+  served before) and of ONNX Runtime on the `.onnx` export beside the `.pt` (`"onnxruntime"`), so the bench
+  shows which backend is fastest per model;
 - `handler`: requests/s of the archive's handler `handle()` over batches of B identical requests of each input
   kind, through TorchServe's own Context (toolkit.archive.offline), JSON bodies parsed the way the worker does.
 Run it as its own process (the bench does): it sets torch's process-wide thread pools.
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from handlers.backends import load_backend
+from handlers.backends import TorchScriptBackend, load_backend
 from handlers.worker import apply_threads
 from toolkit.archive.mar import read_model_config, safe_extract
 from toolkit.archive.offline import load_handler, run_batch
@@ -47,33 +48,30 @@ def rate(call: Callable[[], object], seconds: float, warmup: int = 10) -> tuple[
             return calls, elapsed
 
 
-def optimized(backend) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The backend's TorchScript module frozen and passed through `torch.jit.optimize_for_inference` (what the
-    handler could serve instead; measured to show the headroom, not used by the served model)."""
-    module = torch.jit.optimize_for_inference(torch.jit.freeze(backend.module))
-
-    def call(batch: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return module(batch).float()
-
-    return call
+def forward_calls(model_file: Path, threads: int) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """Forward kind -> callable: `as_served` (the handler's backend call: on the CPU the TorchScript module
+    frozen + optimize_for_inference), `scripted` (the plain TorchScript module it replaced) and, when the
+    model has an ONNX export beside it (`<name>.onnx`), `onnxruntime` (OnnxBackend with `threads`)."""
+    backend = load_backend(model_file, torch.device("cpu"), threads)
+    calls: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"as_served": backend}
+    if isinstance(backend, TorchScriptBackend):
+        calls["scripted"] = TorchScriptBackend(model_file, torch.device("cpu"), optimize=False)
+    onnx_file = model_file.with_suffix(".onnx")
+    if onnx_file.is_file():
+        calls["onnxruntime"] = load_backend(onnx_file, torch.device("cpu"), threads)
+    return calls
 
 
 def forward_throughput(model_file: Path, batch_sizes: Sequence[int], threads: int, seconds: float) -> list[dict]:
-    """Images/s and ms per batch of the bare forward at each batch size, with `threads` intra-op threads:
-    `as_served` (the handler's backend call) and, for TorchScript, `optimized` (frozen + optimize_for_inference)."""
+    """Images/s and ms per batch of the bare forward of every kind of `forward_calls` at each batch size,
+    with `threads` intra-op threads."""
     torch.set_num_threads(threads)
-    backend = load_backend(model_file, torch.device("cpu"), threads)
-    calls_by_kind = {"as_served": backend}
-    if hasattr(backend, "module"):
-        calls_by_kind["optimized"] = optimized(backend)
     rows = []
-    for kind, forward in calls_by_kind.items():
+    for kind, forward in forward_calls(model_file, threads).items():
         for batch_size in batch_sizes:
             batch = torch.randn(batch_size, 1, 28, 28)
             runs = sorted(rate(lambda b=batch, f=forward: f(b), seconds) for _ in range(REPEATS))
             per_s = sorted(calls * batch_size / elapsed for calls, elapsed in runs)
-            calls, elapsed = runs[0]
             rows.append({"forward": kind, "threads": threads, "batch_size": batch_size,
                          "images_per_s": round(per_s[len(per_s) // 2], 1),  # median of REPEATS runs
                          "images_per_s_runs": [round(v, 1) for v in per_s],

@@ -9,6 +9,8 @@ The JSON layout (`bench/results/<timestamp>.json`):
     inputs          the recommended variant per input kind (json, png, npy) and concurrency
     server_variants the recommended variant under alternative config.properties settings
     recommendation  the chosen variant and why; targets: measured vs target per goal of the issue
+    peers           each system of toolkit.bench.peers.runner started fresh: ready time, first seconds, cells,
+                    CPU and memory (ours: TorchServe and the Ray engine, FastAPI, plain TorchServe, Ray tutorial)
     bursts          the shipped model under N requests at once (toolkit.bench.bursts): answered, refused,
                     p50/p99, time to the last answer, frontend times, memory
 """
@@ -22,7 +24,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from toolkit.bench import bursts
-from toolkit.bench.analysis import best_raw
+from toolkit.bench.analysis import autoscaling_targets, best_forward, best_raw, peer_summary, sizing
 
 CELL_HEADER = ("| config | input | conc | req/s | p50 ms | p95 ms | p99 ms | errors | queue ms | after-queue ms "
                "| frontend CPU % | worker CPU % | wrk CPU % | others CPU % |")
@@ -74,6 +76,67 @@ def raw_table(raw: dict) -> list[str]:
     return lines
 
 
+def peers_table(result: dict) -> list[str]:
+    """Every system of the peers phase: ready time, first seconds after ready, each cell, CPU, memory, and
+    its ratio to the best peer and to the model's own limit (best forward of this run)."""
+    summary = peer_summary(result)
+    limit = best_forward(result)
+    best = summary["best_peer_row"]
+    best_c32 = next((c for c in (best or {}).get("cells", []) if c["concurrency"] == 32 and c["input"] == "json"),
+                    None)
+    lines = [f"Every system started fresh, warmed {result['meta'].get('peer_warmup_s', '-')} s at c32 (its first "
+             "seconds recorded as 'first'), same model file, same body, wrk. The model's own limit in this run: "
+             f"{_fmt(limit, 0)} images/s (best raw forward). Best peer: {summary['best_peer'] or '-'}.", "",
+             "| system | input | conc | req/s | images/s | p50 ms | p99 ms | errors | system CPU % | machine CPU % "
+             "| x best peer | x model limit |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in result.get("peers", []):
+        if "error" in row:
+            lines.append(f"| {row['system']} | failed: {row['error'][:150]} |" + " |" * 10)
+            continue
+        first = row["first"]
+        lines.append(f"| {row['system']} | json, first s after ready (ready in {row['ready_s']} s) | 32 | "
+                     f"{first['load']['throughput_rps']:.0f} | | {first['load']['latency_ms']['p50']:.2f} | "
+                     f"{first['load']['latency_ms']['p99']:.1f} | {first['load']['errors']} | "
+                     f"{first['system_cpu_pct']} | {first['machine_cpu_pct']} | | |")
+        for cell in row["cells"]:
+            load = cell["load"]
+            images = cell.get("images_per_s", load["throughput_rps"])
+            vs_peer = (f"{load['throughput_rps'] / best_c32['load']['throughput_rps']:.2f}"
+                       if best_c32 and cell["input"] == "json" and cell["concurrency"] == 32 else "")
+            vs_limit = f"{images / limit:.2f}" if limit else ""
+            lines.append(f"| {row['system']} | {cell['input']} | {cell['concurrency']} | {load['throughput_rps']:.0f} "
+                         f"| {images:.0f} | {load['latency_ms']['p50']:.2f} | {load['latency_ms']['p99']:.1f} | "
+                         f"{load['errors']} | {cell['system_cpu_pct']} | {cell['machine_cpu_pct']} | {vs_peer} | "
+                         f"{vs_limit} |")
+    lines += ["", "Memory (RSS of each system's process tree after its cells): "
+              + ", ".join(f"{r['system']} {r['rss_mib']:.0f} MiB" for r in result.get("peers", []) if "rss_mib" in r)]
+    return lines
+
+
+def sizing_lines(result: dict) -> list[str]:
+    """The sizing table and the autoscaling targets derived from this run's capacity per replica."""
+    rows = sizing(result)
+    if not rows:
+        return []
+    lines = [f"One replica = ours (TorchServe, shipped config) on this run's {result['meta'].get('affinity')} "
+             "cores, run at 70 % of its measured closed-loop capacity; memory = its measured RSS per replica. "
+             "Paper figures: they assume linear scale-out behind a load balancer with no shared bottleneck.", "",
+             "| client | target | per replica (measured) | p99 at capacity | replicas | cores | memory GiB |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['client']} | {r['rate']:,} {r['unit']} | {r['per_replica']:.0f} {r['unit']} | "
+              f"{r['p99_ms']:.1f} ms{'' if r['p99_ok'] else ' (over 100 ms!)'} | {r['replicas']} | {r['cores']} | "
+              f"{r['memory_gib']} |" for r in rows]
+    auto = autoscaling_targets(result)
+    if auto:
+        lines += ["", f"Autoscaling targets from it: at capacity {auto['capacity_rps']:.0f} req/s with a mean latency "
+                  f"of {auto['mean_latency_ms']:.1f} ms a replica holds {auto['in_flight_at_capacity']} requests in "
+                  f"flight (Little's law); at 70 %: concurrency target {auto['pod_target_concurrency']} per pod "
+                  f"(KServe `autoscaling.knative.dev/target`, Ray `target_ongoing_requests` per TorchServe-sized "
+                  f"replica), {auto['pod_target_rps']} req/s per pod, CPU utilisation "
+                  f"{auto['cpu_utilization_target_pct']} % (HPA)."]
+    return lines
+
+
 def targets_table(targets: list[dict]) -> list[str]:
     lines = ["| goal | measured | target | met |", "|---|---|---|---|"]
     lines += [f"| {t['goal']} | {t['measured']} | {t['target']} | {'yes' if t['met'] else 'NO'} |" for t in targets]
@@ -114,6 +177,9 @@ def markdown(result: dict, plot_name: str | None) -> str:
            "", "## Raw model (no server)", "", *raw_table(result.get("raw", {}))]
     if result.get("targets"):
         out += ["", "## Targets", "", *targets_table(result["targets"])]
+    if result.get("peers"):
+        out += ["", "## Peers (same run, same model, same load)", "", *peers_table(result)]
+        out += ["", "## Sizing (from the measured capacity per replica)", "", *sizing_lines(result)]
     if result.get("recommendation"):
         out += ["", "## Recommendation", "", "```", json.dumps(result["recommendation"], indent=1), "```"]
     if result.get("inputs"):

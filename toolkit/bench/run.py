@@ -28,6 +28,7 @@ from toolkit.bench.matrix import (
     run_variant,
 )
 from toolkit.bench.payloads import Payload, first_digit, write_payloads
+from toolkit.bench.peers.runner import run_peers
 from toolkit.bench.servers import server_variants, start_timed, target_of, variant_config
 from toolkit.client.rest import ManagementClient
 from toolkit.paths import ROOT
@@ -152,6 +153,8 @@ def run_local(result: dict, ctx: dict, log: Log) -> None:
                            log)
         finally:
             server.stop()
+        if ctx.get("peers"):  # every system fresh, same warm-up and load (toolkit.bench.peers.runner)
+            run_peers(ctx, work, log, result.setdefault("peers", []))
         if ctx["server_variants"]:
             best = ModelVariant(**result["recommendation"]["variant"])
             config_variant_cells(ctx["config"], ctx["store"], work, best, ctx["archives"][best.threads], ctx, log,

@@ -1,7 +1,14 @@
-"""`predict`: send one input to a served model and print its answer.
+"""`predict`: send one input to a served model and print its answer, or many inputs in multi-input requests.
 
     predict MODEL INPUT [--version V] [--url URL] [--key-file PATH] [--grpc [--grpc-address H:P]]
             [--tries N] [--retry-time S] [--no-retry]
+    predict mnist 'digits/*.png' --batch-size 16 --concurrency 4 --output results.csv     (or a folder)
+    predict tabular rows.csv --batch-size 64 --output results.json
+
+Many inputs (a folder or glob of .png/.jpg images, or a .csv of numeric rows, header optional): `--batch-size`
+inputs per request (`{"image": [base64, ...]}` / `{"inputs": [[...], ...]}`), `--concurrency` requests in
+flight, a progress bar on stderr, one result per input in `--output` (.csv: input, predicted, error, answer;
+.json: a list). See toolkit.cli.batch.
 
 INPUT is a file (.png, .jpg/.jpeg, .npy, .json: sent as image/png, image/jpeg, application/x-npy,
 application/json) or an inline JSON document (`predict tabular '{"inputs": [[...]]}'`).
@@ -23,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from toolkit.cli import batch
 from toolkit.cli.common import error_line, import_grpc, key_file_of
 from toolkit.client.auth import read_keys
 from toolkit.client.rest import InferenceClient, decode_body
@@ -76,7 +84,8 @@ def _predict_rest(args: argparse.Namespace, key: str, body: bytes, ctype: str) -
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="predict", description="Send one input to a served model.")
     parser.add_argument("model", help="model name")
-    parser.add_argument("input", help="file (.png .jpg .jpeg .npy .json) or inline JSON")
+    parser.add_argument("input", help="file (.png .jpg .jpeg .npy .json), inline JSON, or for many inputs a "
+                        "folder or glob of images or a .csv of rows")
     parser.add_argument("--version", help="model version (default: the default version)")
     parser.add_argument("--url", help="inference API base URL (default: config's)")
     parser.add_argument("--key-file", help="TorchServe key_file.json (default: make serve's)")
@@ -84,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grpc", action="store_true", help="use the gRPC inference API instead of REST")
     parser.add_argument("--grpc-address", help="gRPC inference host:port (default: config's)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per try")
+    many = parser.add_argument_group("many inputs: INPUT a folder or glob of images, or a .csv of tabular rows")
+    many.add_argument("--batch-size", type=_positive_int, default=16, help="inputs per request (default 16)")
+    many.add_argument("--concurrency", type=_positive_int, default=4, help="requests in flight (default 4)")
+    many.add_argument("--output", type=Path, help="results file, .csv or .json (default: predictions.csv)")
+    many.add_argument("--no-progress", action="store_true", help="no progress bar")
     retry = parser.add_argument_group("retrying a busy server (model queue full: 503 / RESOURCE_EXHAUSTED)")
     retry.add_argument("--tries", type=_positive_int, default=RetryPolicy.tries,
                        help="tries in all, the first included (default %(default)s; 1 = no retry)")
@@ -113,9 +127,49 @@ def _print_answer(answer: Any) -> None:
         print(json.dumps(answer, indent=2))
 
 
+def _predict_many(args: argparse.Namespace, key: str) -> int:
+    """Batch mode: every input of a folder/glob/CSV in multi-input requests, results written to --output.
+    Exit 0 when every request was answered, 1 when some failed (their rows carry the error)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    if Path(args.input).suffix.lower() == ".csv":
+        chunks = batch.row_requests(batch.read_csv_rows(Path(args.input))[1], args.batch_size)
+    else:
+        chunks = batch.image_requests(batch.expand_images(args.input), args.batch_size)
+    url = args.url or default_urls().inference
+
+    def send(chunk: batch.Chunk) -> list[dict]:
+        with InferenceClient(url, key, args.timeout, retry_policy(args)) as client:
+            try:
+                answer = client.predict(args.model, chunk.body, "application/json", version=args.version)[1]
+            except ToolkitError as exc:
+                return [{"input": name, "error": str(exc)} for name in chunk.names]
+        return batch.flatten(chunk, answer)
+
+    results: list[dict] = []
+    total = sum(len(c.names) for c in chunks)
+    with tqdm(total=total, unit="input", disable=args.no_progress, file=sys.stderr) as bar, \
+            ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+        for rows in pool.map(send, chunks):
+            results.extend(rows)
+            bar.update(len(rows))
+    out = batch.write_results(results, args.output or Path("predictions.csv"))
+    failed = sum("error" in r for r in results)
+    print(f"{total - failed} of {total} inputs answered in {len(chunks)} requests; results in {out}")
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     key_file = key_file_of(args.key_file)
+    if batch.is_batch_input(args.input) and not args.grpc:
+        try:
+            return _predict_many(args, read_keys(key_file).inference)
+        except ToolkitError as exc:
+            print(error_line(exc, key_file), file=sys.stderr)
+            return exc.exit_code
     try:
         body, ctype = read_input(args.input, args.content_type)
         key = read_keys(key_file).inference

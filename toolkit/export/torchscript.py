@@ -85,6 +85,24 @@ def check_torchscript(eager: nn.Module, scripted: nn.Module, x: torch.Tensor) ->
     return diff
 
 
+def check_optimized(eager: nn.Module, scripted: torch.jit.ScriptModule, x: torch.Tensor) -> float:
+    """The forward the CPU workers serve (``handlers.backends.optimize_torchscript``: ``scripted`` frozen +
+    ``torch.jit.optimize_for_inference``) against eager on ``x``, with the ONNX tolerance
+    (``ONNX_MAX_ABS_DIFF``: MKL-DNN convolutions reorder float sums as ONNX Runtime does). Returns the max
+    abs difference or raises ``ExportCheckError``."""
+    from handlers.backends import optimize_torchscript
+
+    expected = predict(eager.eval(), x)
+    actual = predict(optimize_torchscript(scripted), x)
+    diff = float((expected - actual).abs().max()) if len(x) else 0.0
+    if expected.shape != actual.shape or diff > ONNX_MAX_ABS_DIFF:
+        raise ExportCheckError(
+            f"frozen + optimize_for_inference outputs differ from eager: shapes {tuple(actual.shape)} vs "
+            f"{tuple(expected.shape)}, max abs diff {diff:.3g} (limit {ONNX_MAX_ABS_DIFF})"
+        )
+    return diff
+
+
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     """Export ``model`` (eval mode) with the dynamo exporter; ``example`` needs batch size >= 2."""
     if example.shape[0] < 2:
