@@ -18,6 +18,7 @@ from tests.e2e._helpers import CONFIG, START_TIMEOUT_S
 from toolkit.client.management import all_versions
 from toolkit.client.rest import InferenceClient
 from toolkit.errors import ServerAlreadyRunningError, ServerError
+from toolkit.paths import ROOT
 from toolkit.properties import Ports, read_properties
 from toolkit.server.local import PID_FILE_NAME, LocalServer
 from toolkit.server.process import alive, free_ports
@@ -125,14 +126,17 @@ def test_stopping_one_leaves_the_others_ready(doomed: LocalServer, pair: tuple[L
     assert not doomed.is_running()
 
 
-def test_rewritten_config_changes_only_addresses_ports_and_store(echo_server: LocalServer) -> None:
+def test_rewritten_config_changes_only_addresses_ports_store_and_metrics_path(echo_server: LocalServer) -> None:
     a = echo_server
     original, rewritten = read_properties(CONFIG), read_properties(a.config_path)
     changed = {key for key in original if original[key] != rewritten.get(key)}
     assert changed <= {
         "inference_address", "management_address", "metrics_address", "grpc_inference_address",
         "grpc_inference_port", "grpc_management_address", "grpc_management_port", "model_store",
+        "metrics_config",
     }  # fmt: skip
+    # TorchServe resolves a relative metrics_config against its working directory (the run dir).
+    assert rewritten["metrics_config"] == str(ROOT / original["metrics_config"])
     assert {key: rewritten[key] for key in ("inference_address", "management_address", "metrics_address")} == {
         "inference_address": a.urls.inference, "management_address": a.urls.management,
         "metrics_address": a.urls.metrics,
