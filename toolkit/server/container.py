@@ -86,7 +86,7 @@ class ContainerServer(LocalServer):
                 "--model-store", str(self.model_store)]
         if self.models:
             args += ["--models", *self.models]
-        return subprocess.Popen(self._launcher(*args), cwd=self.run_dir, env=self._env())
+        return subprocess.Popen(self._launcher(*args), cwd=self.run_dir, env=self.env())
 
 
 def container_server() -> ContainerServer:

@@ -1,46 +1,35 @@
-"""`LocalServer`: one TorchServe 0.12 whose files all live in its own run directory.
+"""`LocalServer`: one TorchServe 0.12 whose files all live in its own run directory (toolkit.server.rundir).
 
 `LocalServer` is the one way this project starts TorchServe (`make serve`, e2e tests, benchmarks, soak).
-Several can run side by side:
-
-    <run_dir>/config.properties    the project config with addresses, ports, model_store (and a relative
-                                   metrics_config, made absolute) replaced
-    <run_dir>/.model_server.pid    frontend pid (`torchserve --start` writes it to $TMPDIR = run dir,
-                                   and `torchserve --stop` reads it from there)
-    <run_dir>/key_file.json        token keys (TorchServe writes them to its working directory = run dir)
-    <run_dir>/logs/                ts_log.log, model_log.log, access_log.log, metrics logs, stdout.log
-    <run_dir>/models/, .ts.sock.*  unpacked archives and worker sockets (java.io.tmpdir, from $TEMP)
+Several can run side by side, each in its own run directory on its own ports.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import psutil
-
 from toolkit.archive.mar import model_name
 from toolkit.client.auth import Keys, read_keys
 from toolkit.client.rest import InferenceClient, ManagementClient
 from toolkit.errors import KeyFileError, ServerAlreadyRunningError, ServerStartError
-from toolkit.paths import CONFIG_PROPERTIES, KEY_FILE_NAME, MODEL_STORE, ROOT
+from toolkit.paths import CONFIG_PROPERTIES, MODEL_STORE
 from toolkit.polling import poll_until
-from toolkit.properties import Ports, Urls, read_properties, rewrite_properties
+from toolkit.properties import Ports, Urls, read_properties
 from toolkit.server.health import health_problem
-from toolkit.server.process import alive, check_ports_free, find_java, stop_family, tail
+from toolkit.server.process import check_ports_free, find_java, stop_family, tail
+from toolkit.server.rundir import PID_FILE_NAME, RunDir
 
-PID_FILE_NAME = ".model_server.pid"
-FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
+__all__ = ["PID_FILE_NAME", "READY_TIMEOUT_S", "LocalServer"]
+
 READY_TIMEOUT_S = 180.0  # JVM start plus one Python import per worker, on 2 busy cores
 
 
-class LocalServer:
-    """One TorchServe whose files, pid file and keys all live in `run_dir`.
+class LocalServer(RunDir):
+    """One TorchServe whose files, pid file and keys all live in `run_dir` (a RunDir plus its process).
 
     config: the template config.properties (only addresses, ports and model_store are changed).
     model_store: directory of .mar files. models: what to load at start, TorchServe `--models` entries
@@ -57,26 +46,11 @@ class LocalServer:
         models: Sequence[str] = (),
         ports: Ports | None = None,
     ) -> None:
-        self.run_dir = Path(run_dir).resolve()
+        super().__init__(run_dir)
         self.config = Path(config).resolve()
         self.model_store = Path(model_store).resolve()
         self.models = list(models)
         self.ports = ports or Ports.from_config(self.config)
-
-    # -- files of the run dir --
-
-    @property
-    def config_path(self) -> Path:
-        """The rewritten config.properties this server runs with."""
-        return self.run_dir / "config.properties"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.run_dir / "logs"
-
-    @property
-    def key_file(self) -> Path:
-        return self.run_dir / KEY_FILE_NAME
 
     @property
     def urls(self) -> Urls:
@@ -99,39 +73,6 @@ class LocalServer:
         """A REST management client of this server, with its key."""
         return ManagementClient(self.urls.management, self.read_keys().management, timeout_s)
 
-    @property
-    def frontend_pid(self) -> int | None:
-        """The pid in the run dir's pid file, None when there is none."""
-        try:
-            return int((self.run_dir / PID_FILE_NAME).read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def _frontend_process(self) -> psutil.Process | None:
-        """The live TorchServe frontend of this run dir: pid file pid, a ModelServer JVM, cwd = run dir."""
-        pid = self.frontend_pid
-        if pid is None:
-            return None
-        try:
-            proc = psutil.Process(pid)
-            ours = FRONTEND_CLASS in proc.cmdline() and Path(proc.cwd()).resolve() == self.run_dir
-        except psutil.Error:
-            return None
-        return proc if ours and alive(proc) else None
-
-    def running_pid(self) -> int | None:
-        """The frontend pid while this run dir's server is alive, else None (a stale pid file gives None)."""
-        proc = self._frontend_process()
-        return proc.pid if proc is not None else None
-
-    def is_running(self) -> bool:
-        """True while this run dir's frontend is alive."""
-        return self.running_pid() is not None
-
-    def log_tail(self, lines: int = 40) -> str:
-        """Last lines of ts_log.log and model_log.log, for error messages."""
-        return "\n".join(f"--- {n} ---\n{tail(self.log_dir / n, lines)}" for n in ("ts_log.log", "model_log.log"))
-
     def expected_models(self) -> set[str]:
         """Names of the models given at start (from `name=` or the archive's manifest)."""
         names = {e.split("=", 1)[0] if "=" in e else model_name(self.model_store / e) for e in self.models}
@@ -139,45 +80,20 @@ class LocalServer:
 
     # -- start --
 
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.pop("TS_CONFIG_FILE", None)  # would take precedence over --ts-config
-        env.update(
-            TMPDIR=str(self.run_dir),  # launcher's pid file location (tempfile.gettempdir())
-            TEMP=str(self.run_dir),  # -> -Djava.io.tmpdir: unpacked models, worker sockets
-            LOG_LOCATION=str(self.log_dir),
-            METRICS_LOCATION=str(self.log_dir),
-        )
-        return env
-
     def _launcher(self, *args: str) -> list[str]:
         """The `torchserve` launcher of this interpreter's environment with `args`."""
         return [sys.executable, "-m", "ts.model_server", *args]
 
     def _prepare(self) -> None:
-        """Check java, ports and store; write the run dir's config; clear files of an earlier run."""
+        """Check java, ports and store; clear files of an earlier run and write the run dir's config."""
         find_java()
-        proc = self._frontend_process()
+        proc = self.frontend()
         if proc is not None:
             raise ServerAlreadyRunningError(f"TorchServe is already running from {self.run_dir} (pid {proc.pid})")
         if not self.model_store.is_dir():
             raise ServerStartError(f"model store not found: {self.model_store}")
         check_ports_free(self.ports.all())
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.key_file.unlink(missing_ok=True)  # a stale one would be read before the new one is written
-        shutil.rmtree(self.run_dir / "models", ignore_errors=True)  # archives unpacked by an earlier run
-        text = rewrite_properties(self.config.read_text(encoding="utf-8"), self._overrides())
-        self.config_path.write_text(text, encoding="utf-8")
-
-    def _overrides(self) -> dict[str, str]:
-        """The keys rewritten in the run dir's config: addresses, ports, model_store, and a relative
-        `metrics_config` made absolute against the project root (TorchServe resolves it against its working
-        directory, which is the run dir here)."""
-        overrides = self.ports.overrides(self.model_store)
-        metrics_config = read_properties(self.config).get("metrics_config")
-        if metrics_config and not Path(metrics_config).is_absolute():
-            overrides["metrics_config"] = str(ROOT / metrics_config)
-        return overrides
+        self.prepare(self.config, self.ports, self.model_store)
 
     def start(self) -> LocalServer:
         """Launch TorchServe in the background (returns once the JVM is spawned; see wait_ready)."""
@@ -187,7 +103,7 @@ class LocalServer:
             args += ["--models", *self.models]
         with open(self.log_dir / "stdout.log", "ab") as out:
             done = subprocess.run(
-                self._launcher(*args), cwd=self.run_dir, env=self._env(), stdout=out, stderr=subprocess.STDOUT,
+                self._launcher(*args), cwd=self.run_dir, env=self.env(), stdout=out, stderr=subprocess.STDOUT,
                 timeout=120, check=False,
             )
         if done.returncode != 0 or self.frontend_pid is None:
@@ -226,17 +142,17 @@ class LocalServer:
     def stop(self, timeout_s: float = 60.0) -> None:
         """Stop this run dir's server: `torchserve --stop` (same TMPDIR/cwd), wait for the frontend to
         exit, then terminate/kill by pid only what is still alive of the frontend and its workers."""
-        proc = self._frontend_process()
+        proc = self.frontend()
         if proc is not None:
             family = [proc, *proc.children(recursive=True)]
             with contextlib.suppress(subprocess.TimeoutExpired):  # escalation below handles a stuck launcher
                 subprocess.run(
-                    self._launcher("--stop"), cwd=self.run_dir, env=self._env(), capture_output=True, timeout=60,
+                    self._launcher("--stop"), cwd=self.run_dir, env=self.env(), capture_output=True, timeout=60,
                     check=False,
                 )
             stop_family(family, timeout_s)
             self.key_file.unlink(missing_ok=True)
-        (self.run_dir / PID_FILE_NAME).unlink(missing_ok=True)
+        self.pid_file.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def running(self, timeout_s: float = READY_TIMEOUT_S) -> Iterator[LocalServer]:

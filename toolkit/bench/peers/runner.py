@@ -154,8 +154,8 @@ def fastapi_peer(mode: str, ctx: dict, work: Path, body: bytes) -> Iterator[Runn
 class _OmpServer(LocalServer):
     """A LocalServer whose workers get OMP_NUM_THREADS=1 (the plain peer's setting)."""
 
-    def _env(self) -> dict[str, str]:
-        return {**super()._env(), "OMP_NUM_THREADS": "1"}
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "OMP_NUM_THREADS": "1"}
 
 
 @contextlib.contextmanager

@@ -1,0 +1,108 @@
+"""The files of one TorchServe run directory, and the frontend process that belongs to it.
+
+    <run_dir>/config.properties    the template config with addresses, ports, model_store (and a relative
+                                   metrics_config, made absolute) replaced
+    <run_dir>/.model_server.pid    frontend pid (`torchserve --start` writes it to $TMPDIR = run dir,
+                                   and `torchserve --stop` reads it from there)
+    <run_dir>/key_file.json        token keys (TorchServe writes them to its working directory = run dir)
+    <run_dir>/logs/                ts_log.log, model_log.log, access_log.log, metrics logs, stdout.log
+    <run_dir>/models/, .ts.sock.*  unpacked archives and worker sockets (java.io.tmpdir, from $TEMP)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import psutil
+
+from toolkit.paths import KEY_FILE_NAME, ROOT
+from toolkit.properties import Ports, read_properties, rewrite_properties
+from toolkit.server.process import alive, tail
+
+PID_FILE_NAME = ".model_server.pid"
+FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
+
+
+class RunDir:
+    """Where one TorchServe keeps everything it writes; several run side by side in different ones."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir).resolve()
+
+    @property
+    def config_path(self) -> Path:
+        """The rewritten config.properties the server runs with."""
+        return self.run_dir / "config.properties"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def key_file(self) -> Path:
+        return self.run_dir / KEY_FILE_NAME
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / PID_FILE_NAME
+
+    @property
+    def frontend_pid(self) -> int | None:
+        """The pid in the run dir's pid file, None when there is none."""
+        try:
+            return int(self.pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def frontend(self) -> psutil.Process | None:
+        """The live TorchServe frontend of this run dir: the pid file's pid, a ModelServer JVM, cwd = run dir
+        (a stale pid file, or a pid reused by another process, gives None)."""
+        pid = self.frontend_pid
+        if pid is None:
+            return None
+        try:
+            proc = psutil.Process(pid)
+            ours = FRONTEND_CLASS in proc.cmdline() and Path(proc.cwd()).resolve() == self.run_dir
+        except psutil.Error:
+            return None
+        return proc if ours and alive(proc) else None
+
+    def running_pid(self) -> int | None:
+        """The frontend pid while this run dir's server is alive, else None."""
+        proc = self.frontend()
+        return proc.pid if proc is not None else None
+
+    def is_running(self) -> bool:
+        """True while this run dir's frontend is alive."""
+        return self.running_pid() is not None
+
+    def log_tail(self, lines: int = 40) -> str:
+        """Last lines of ts_log.log and model_log.log, for error messages."""
+        return "\n".join(f"--- {n} ---\n{tail(self.log_dir / n, lines)}" for n in ("ts_log.log", "model_log.log"))
+
+    def env(self) -> dict[str, str]:
+        """The environment TorchServe's launcher runs with so that all it writes lands here."""
+        env = dict(os.environ)
+        env.pop("TS_CONFIG_FILE", None)  # would take precedence over --ts-config
+        env.update(
+            TMPDIR=str(self.run_dir),  # launcher's pid file location (tempfile.gettempdir())
+            TEMP=str(self.run_dir),  # -> -Djava.io.tmpdir: unpacked models, worker sockets
+            LOG_LOCATION=str(self.log_dir),
+            METRICS_LOCATION=str(self.log_dir),
+        )
+        return env
+
+    def prepare(self, template: Path, ports: Ports, model_store: Path) -> None:
+        """Clear what an earlier run left (key file, unpacked archives) and write this run's config: the template
+        with addresses, ports and model_store replaced, and a relative `metrics_config` made absolute against
+        the project root (TorchServe resolves it against its working directory, which is the run dir)."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.key_file.unlink(missing_ok=True)  # a stale one would be read before the new one is written
+        shutil.rmtree(self.run_dir / "models", ignore_errors=True)
+        overrides = ports.overrides(model_store)
+        metrics_config = read_properties(template).get("metrics_config")
+        if metrics_config and not Path(metrics_config).is_absolute():
+            overrides["metrics_config"] = str(ROOT / metrics_config)
+        self.config_path.write_text(rewrite_properties(template.read_text(encoding="utf-8"), overrides), "utf-8")
