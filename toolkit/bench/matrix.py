@@ -25,6 +25,7 @@ from toolkit.bench.payloads import Payload
 from toolkit.client.metrics import scrape
 from toolkit.client.rest import ManagementClient
 from toolkit.errors import ServerError
+from toolkit.polling import poll_until
 
 
 @dataclass(frozen=True)
@@ -120,22 +121,22 @@ def build_thread_archives(model_yaml: Path, threads: Sequence[int], store: Path)
 
 def wait_workers(mgmt: ManagementClient, name: str, count: int, timeout_s: float = 120.0) -> None:
     """Block until `name` has `count` READY workers; TimeoutError naming what it has otherwise."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+    seen: list[tuple[int, int]] = [(0, 0)]
+
+    def exactly_count() -> bool:
         workers = mgmt.describe(name)[0].get("workers", [])
-        ready = sum(w.get("status") == "READY" for w in workers)
-        if ready == count and len(workers) == count:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{name}: {ready}/{len(workers)} workers READY after {timeout_s:g} s, want {count}")
-        time.sleep(0.2)
+        seen[0] = (sum(w.get("status") == "READY" for w in workers), len(workers))
+        return seen[0] == (count, count)
+
+    if not poll_until(exactly_count, timeout_s):
+        ready, total = seen[0]
+        raise TimeoutError(f"{name}: {ready}/{total} workers READY after {timeout_s:g} s, want {count}")
 
 
 def wait_drained(mgmt: ManagementClient, name: str, timeout_s: float = 10.0) -> None:
     """Wait until no request of a previous run is pending for `name` (wrk's last in-flight requests)."""
-    deadline = time.monotonic() + timeout_s
-    while mgmt.describe(name)[0].get("jobQueueStatus", {}).get("pendingRequests", 0) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll_until(lambda: not mgmt.describe(name)[0].get("jobQueueStatus", {}).get("pendingRequests", 0), timeout_s,
+               every_s=0.05)
 
 
 def unregister(mgmt: ManagementClient, name: str, attempts: int = 5) -> None:

@@ -13,12 +13,12 @@ the ServerError with the worker's exception line appended. `load_failure_cause` 
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 from toolkit.client.management import ManagementApi, Registration
 from toolkit.errors import ServerError
+from toolkit.polling import poll_until
 
 MODEL_LOG = "model_log.log"
 FAILED_TO_START = re.compile(r"Failed to start workers for model (?P<model>\S+) version: (?P<version>\S+)")
@@ -63,12 +63,7 @@ def load_failure_cause(log_dir: Path, model: str, version: str, offset: int = 0,
     """
     if not (log_dir / MODEL_LOG).is_file():  # not a LocalServer run dir: nothing to wait for
         return None
-    deadline = time.monotonic() + wait_s
-    while True:
-        cause = failure_cause(worker_lines(log_dir, model, version, offset))
-        if cause is not None or time.monotonic() >= deadline:
-            return cause
-        time.sleep(0.1)
+    return poll_until(lambda: failure_cause(worker_lines(log_dir, model, version, offset)), wait_s, every_s=0.1)
 
 
 def explain(error: ServerError, log_dir: Path, offset: int = 0) -> ServerError:

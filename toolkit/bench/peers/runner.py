@@ -36,6 +36,7 @@ from PIL import Image
 from toolkit.bench.loadgen import Request, run_load
 from toolkit.engines.ray.cluster import LocalRayCluster
 from toolkit.paths import ROOT
+from toolkit.polling import poll_until
 from toolkit.server.local import LocalServer
 from toolkit.server.process import free_ports, stop_family
 
@@ -92,19 +93,20 @@ def machine_busy_s() -> float:
 
 def wait_answering(url: str, key: str, body: bytes, timeout_s: float = READY_TIMEOUT_S) -> None:
     """Until `POST url/predictions/mnist` answers 200 (ServerStartError-like RuntimeError otherwise)."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
+    last: list[str | None] = [None]
+
+    def answered() -> bool:
         try:
             resp = requests.post(f"{url}/predictions/mnist", data=body, timeout=10,
                                  headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-            if resp.status_code == 200:
-                return
-            last = f"HTTP {resp.status_code}: {resp.text[:200]}"
         except requests.RequestException as exc:
-            last = type(exc).__name__
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not answering after {timeout_s:g} s: {last}")
+            last[0] = type(exc).__name__
+            return False
+        last[0] = f"HTTP {resp.status_code}: {resp.text[:200]}"
+        return resp.status_code == 200
+
+    if not poll_until(answered, timeout_s):
+        raise RuntimeError(f"{url} not answering after {timeout_s:g} s: {last[0]}")
 
 
 def measure(running: Running, body_file: Path, ctype: str, concurrency: int, duration_s: float,
