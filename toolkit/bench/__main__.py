@@ -68,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server-variants", action=argparse.BooleanOptionalAction, default=False,
                         help="also compare config.properties variants (logging, netty threads, system metrics), each "
                         "on a fresh server (+~6 min; a fresh JVM stays slower for minutes, so compare with care)")
+    _peer_options(parser)
+    _quiet_options(parser)
+    parser.add_argument("--out-dir", type=Path, default=BENCH_RESULTS)
+    parser.add_argument("--publish-plot", type=Path, help="also copy the plot here (bench/plot.png)")
+    _remote_options(parser)
+    return parser
+
+
+def _peer_options(parser: argparse.ArgumentParser) -> None:
     peers = parser.add_argument_group("peers: other servers on the same model, body and load, each started fresh")
     peers.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True,
                        help="measure the peers (toolkit.bench.peers) and our TorchServe and Ray engine afresh")
@@ -78,14 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the first seconds of the warm-up recorded on their own (warm start; full: 10)")
     peers.add_argument("--peer-duration", type=float, help="seconds per peer cell (default: --duration)")
     peers.add_argument("--peer-concurrency", type=int, nargs="+", default=[1, 32])
+
+
+def _quiet_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-other-cpu", type=float, default=30.0,
                         help="%% of a core other processes may use during a cell before it is re-run; 0 = never "
                         "wait or re-run (cells still record others' CPU)")
     parser.add_argument("--retries", type=int, default=1, help="re-runs of a cell measured while others were busy")
     parser.add_argument("--quiet-budget", type=float, default=300.0,
                         help="seconds the whole run may spend waiting for quiet and re-running noisy cells")
-    parser.add_argument("--out-dir", type=Path, default=BENCH_RESULTS)
-    parser.add_argument("--publish-plot", type=Path, help="also copy the plot here (bench/plot.png)")
+
+
+def _remote_options(parser: argparse.ArgumentParser) -> None:
     remote = parser.add_argument_group("a running server instead of the bench's own")
     remote.add_argument("--url", help="inference base URL, e.g. http://127.0.0.1:8080")
     remote.add_argument("--management-url", help="default: config/config.properties' management address")
@@ -93,7 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_argument("--key-file", type=Path, help=f"its key_file.json (default: {KEY_FILE})")
     remote.add_argument("--model-store", type=Path, default=MODEL_STORE,
                         help="that server's model store (variant archives are written there, then removed)")
-    return parser
 
 
 def make_spec(args: argparse.Namespace) -> Spec:
