@@ -69,3 +69,32 @@ def test_a_yaml_that_is_not_a_mapping_is_refused(tmp_path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ModelConfigError, match="expected a mapping of keys, got list"):
         load_model_yaml(path)
+
+
+def _with(tmp_path: Path, extra: str) -> Path:
+    path = tmp_path / "m.yaml"
+    path.write_text(VALID + extra, encoding="utf-8")
+    return path
+
+
+def test_ray_settings_are_derived_from_torchserve_keys(tmp_path):
+    config = load_model_yaml(_with(tmp_path, "minWorkers: 2\nmaxWorkers: 3\njobQueueSize: 500\n"))
+    ray = config.ray_settings()
+    assert (ray.min_replicas, ray.max_replicas) == (2, 3)
+    assert (ray.target_ongoing_requests, ray.max_ongoing_requests) == (8.0, 16)  # batchSize 8
+    assert (ray.max_queued_requests, ray.num_gpus) == (500, 0.0)
+    assert "ray" in config.torchserve_config()  # packed into the archive: TorchServe ignores it, Ray reads it
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("ray:\n  max_ongoing_requests: 4\n", "ray.max_ongoing_requests = 4 is below batchSize = 8"),
+        ("ray:\n  min_replicas: 3\n  max_replicas: 2\n", "ray.min_replicas = 3 exceeds ray.max_replicas = 2"),
+        ("ray:\n  num_cpu: 1\n", "unknown key 'ray.num_cpu'"),
+        ("ray:\n  num_cpus: 0\n", "ray.num_cpus = 0"),
+    ],
+)
+def test_bad_ray_settings_are_refused_naming_the_key(tmp_path, extra, message):
+    with pytest.raises(ModelConfigError, match=message.replace(".", r"\.")):
+        load_model_yaml(_with(tmp_path, extra))

@@ -14,7 +14,7 @@ from handlers.config import ModelYaml, worker_config
 from toolkit.archive.mar import read_manifest, read_model_config
 from toolkit.engines.ray.deployment import ArchiveModel, Ingress
 
-INGRESS_NUM_CPUS = 0.1  # the ingress only forwards; it must not take a replica's place on a one-CPU node
+INGRESS_NUM_CPUS = 0.0  # the ingress only forwards (async, no compute); it must not take a replica's CPU share
 # The ingress awaits the model deployments, so it holds many requests at once; Ray's default (5) would make
 # it the queue. Each model deployment's own max_queued_requests is what refuses a burst.
 INGRESS_MAX_ONGOING = 10_000
@@ -66,6 +66,15 @@ def default_versions(specs: Sequence[ArchiveSpec]) -> dict[str, str]:
     for spec in sorted(specs, key=lambda s: (s.mar.name != f"{s.name}.mar", s.mar.name)):
         defaults.setdefault(spec.name, spec.version)
     return defaults
+
+
+def cpus_needed(archives: Sequence[Path]) -> float:
+    """Ray's logical CPUs the archives' minimum replicas take (`min_replicas` x `num_cpus`, summed)."""
+    total = 0.0
+    for mar in archives:
+        ray = ArchiveSpec.read(Path(mar)).config.ray_settings()
+        total += ray.min_replicas * ray.num_cpus
+    return total
 
 
 def build_app(archives: Sequence[Path], inference_key: str, expires_at_s: float) -> Application:

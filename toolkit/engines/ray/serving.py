@@ -20,6 +20,7 @@ from toolkit.polling import poll_until
 
 APP_NAME = "ts"
 READY_TIMEOUT_S = 300.0
+NODES_JOIN_TIMEOUT_S = 60.0  # a node's `ray start` returns before the GCS counts its resources
 
 
 def _connect(env: dict[str, str], address: str) -> None:
@@ -31,6 +32,11 @@ def _connect(env: dict[str, str], address: str) -> None:
 
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+
+
+def _cpus(ray: object) -> float:
+    """Ray's logical CPUs of the nodes that joined so far."""
+    return float(ray.cluster_resources().get("CPU", 0.0))
 
 
 def _running(http_url: str, keys: Keys) -> bool:
@@ -54,10 +60,18 @@ def deploy(env: dict[str, str], address: str, archives: Sequence[Path], key_file
     if not archives:
         raise ServerStartError("no archives to deploy (run `make archive` first)")
     _connect(env, address)
+    import ray
     from ray import serve
 
-    from toolkit.engines.ray.app import build_app
+    from toolkit.engines.ray.app import build_app, cpus_needed
 
+    need = cpus_needed(archives)
+    if not poll_until(lambda: _cpus(ray) >= need, NODES_JOIN_TIMEOUT_S, every_s=0.5):  # nodes still joining
+        have = _cpus(ray)
+        raise ServerStartError(
+            f"the archives' minimum replicas need {need:g} of Ray's logical CPUs, the cluster has {have:g}: "
+            "lower ray.min_replicas or ray.num_cpus in their YAMLs, deploy fewer archives, or add nodes"
+        )
     keys, expires = write_key_file(key_file)
     serve.start(http_options={"host": "127.0.0.1", "port": http_port, "location": "HeadOnly"})
     serve.run(build_app(archives, keys.inference, expires), name=APP_NAME, route_prefix="/", blocking=False)
