@@ -55,34 +55,32 @@ class Running:
     ready_s: float = 0.0
 
 
-def tree_cpu_s(pids: list[int]) -> float:
-    """User+system CPU seconds of the processes `pids` and all their descendants, now."""
-    total = 0.0
+def _tree(pids: list[int]) -> Iterator[psutil.Process]:
+    """The processes `pids` and all their descendants that still exist."""
     for pid in pids:
         try:
             root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
+            yield from [root, *root.children(recursive=True)]
         except psutil.Error:
             continue
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                t = proc.cpu_times()
-                total += t.user + t.system
+
+
+def tree_cpu_s(pids: list[int]) -> float:
+    """User+system CPU seconds of the processes `pids` and all their descendants, now."""
+    total = 0.0
+    for proc in _tree(pids):
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            total += t.user + t.system
     return total
 
 
 def tree_rss_mib(pids: list[int]) -> float:
     """Resident memory (MiB) of the processes `pids` and all their descendants, now."""
     total = 0
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            continue
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
+    for proc in _tree(pids):
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
     return round(total / 2**20, 1)
 
 
