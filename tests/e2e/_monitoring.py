@@ -8,8 +8,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
+from tests.conftest import require_built
 from tests.e2e._helpers import CONFIG, START_TIMEOUT_S, Request, build_variant
 from tests.payloads import random_image_bytes
 from toolkit.paths import MODEL_CONFIGS, ROOT
@@ -38,8 +37,7 @@ STATUS = {"ok": 200, "decode_error": 400, "validation_error": 400, "payload_too_
 def mnist_server(root: Path, **top: object) -> Iterator[LocalServer]:
     """A ready TorchServe in `root` serving a fresh mnist archive built from config/models/mnist.yaml with
     TorchServe keys `top` overridden (1 worker unless given) and max_inputs_per_request = MAX_INPUTS."""
-    if not (ROOT / "build" / "models" / "mnist" / ".built").is_file():
-        pytest.skip("E2E TESTS SKIPPED: build/models/mnist is not built. Build it with `make models`.")
+    require_built(ROOT / "build" / "models" / "mnist" / ".built", "make models")
     store = root / "store"
     store.mkdir(parents=True)
     build_variant(MODEL_CONFIGS / "mnist.yaml", "mnist", root, store, {"minWorkers": 1, "maxWorkers": 1, **top},

@@ -39,10 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     are none."""
     archives = store_archives()
     if not archives:
-        pytest.skip(
-            "E2E TESTS SKIPPED: model_store/ has no .mar archives. Build them with `make models archive` "
-            "(`make test` / `make test-e2e` do this first)."
-        )
+        pytest.fail("model_store/ has no .mar archives: run `make archive` first (make test does)")
     root = tmp_path_factory.mktemp("ts_session")
     store = root / "store"
     store.mkdir()

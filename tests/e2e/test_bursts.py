@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from handlers.config import load_model_yaml
+from tests.conftest import require_built
 from tests.e2e._helpers import CONFIG, MODEL_STORE, START_TIMEOUT_S
 from toolkit.bench.bursts import burst_line, digit_body, local_target, run_burst
 from toolkit.paths import MODEL_CONFIGS
@@ -41,9 +42,7 @@ REFUSAL_SERVER_P99_MS = 250.0
 
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    archive = MODEL_STORE / "mnist.mar"
-    if not archive.is_file():
-        pytest.skip("model_store/mnist.mar is missing: run `make archive`")
+    archive = require_built(MODEL_STORE / "mnist.mar", "make archive")
     root = tmp_path_factory.mktemp("ts_bursts")
     store = root / "store"
     store.mkdir()

@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import BUILD, ROOT, STORE
+from tests.conftest import BUILD, ROOT, STORE, require_built
 from tests.e2e._helpers import (
     CONFIG,
     START_TIMEOUT_S,
@@ -111,8 +111,7 @@ def build_store(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def fault_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The module's model store (build_store), shared by its servers."""
-    if not (STORE / "tabular.mar").is_file():
-        pytest.skip("E2E FAULT TESTS SKIPPED: model_store/tabular.mar missing; build it with `make models archive`.")
+    require_built(STORE / "tabular.mar", "make archive")
     return build_store(tmp_path_factory.mktemp("faults"))
 
 
