@@ -1,6 +1,9 @@
 """The Ray Serve tutorial's pattern ("Serve PyTorch models at scale with Ray Serve"): a FastAPI ingress
 deployment that forwards to a model deployment batching with `@serve.batch`.
 
+No `from __future__ import annotations` here: Serve ships the ingress class to its replica by value, where
+FastAPI could not resolve the string annotation `Request` and took it for a query parameter (HTTP 422).
+
     python -m toolkit.bench.peers.ray_tutorial --address 127.0.0.2:6379 --http-port 8123 \
         --model-file build/models/mnist/mnist.pt [--replicas 2]
 
@@ -8,7 +11,6 @@ Run as a driver with the cluster's token environment (LocalRayCluster.env()); de
 `tutorial` on `/` and returns once it is RUNNING and answers. The bench stops it with the cluster.
 """
 
-from __future__ import annotations
 
 import argparse
 import sys
