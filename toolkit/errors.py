@@ -8,6 +8,8 @@ The handler library keeps its own (`handlers.errors`): it ships inside archives 
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 EXIT_FAILURE = 1
@@ -18,6 +20,16 @@ class ToolkitError(Exception):
     """Base of the toolkit's errors; `exit_code` is what a CLI exits with."""
 
     exit_code = EXIT_FAILURE
+
+
+def exit_status(command: Callable[[], int]) -> int:
+    """Run a CLI command: its own exit status, or for a ToolkitError one `error: ...` line on stderr and the
+    error's exit_code."""
+    try:
+        return command()
+    except ToolkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 # --- talking to a server ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from toolkit.client.management import all_versions
-from toolkit.errors import PortInUseError, ToolkitError
+from toolkit.errors import PortInUseError, ToolkitError, exit_status
 from toolkit.paths import CONFIG_PROPERTIES, MODEL_STORE, RUN_DIR
 from toolkit.server.drain import drain_and_stop
 from toolkit.server.local import READY_TIMEOUT_S, LocalServer
@@ -128,11 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except ToolkitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return exit_status(lambda: COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from toolkit.engines.ray.cluster import LocalRayCluster
 from toolkit.engines.ray.serving import deploy, replica_actors, replicas, undeploy
-from toolkit.errors import ToolkitError
+from toolkit.errors import ServerStartError, exit_status
 from toolkit.paths import KEY_FILE_NAME, MODEL_STORE, ROOT
 
 RUN_DIR = ROOT / ".ray_run"
@@ -35,6 +35,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     cluster = LocalRayCluster(args.run_dir)
     store = Path(args.model_store)
     archives = [store / name for name in args.archives] if args.archives else sorted(store.glob("*.mar"))
+    if not archives:  # before any node starts
+        raise ServerStartError(f"no archives to deploy in {store} (run `make archive` first)")
     external = os.environ.get("RAY_ADDRESS")
     if external:
         address, env = external, dict(os.environ)
@@ -113,11 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except ToolkitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return exit_status(lambda: COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":
