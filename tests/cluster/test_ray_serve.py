@@ -9,12 +9,13 @@ import os
 import signal
 import time
 
-import numpy as np
 import pytest
 import requests
 
 from tests.cluster.conftest import Cluster
 from tests.conftest import BUILD, require_built
+from tests.heldout import heldout, served_labels
+from tests.heldout import post_all as post_bodies
 from toolkit.bench.aioclient import Request, burst, closed_loop, percentile
 from toolkit.polling import poll_until
 
@@ -28,13 +29,8 @@ def png(name: str = "3.png") -> bytes:
 
 
 def post_all(cluster: Cluster, path: str, bodies: list[tuple[bytes, str]], in_flight: int) -> list:
-    """Every (body, content type) POSTed with `in_flight` outstanding; (status, parsed JSON) in order."""
-    reqs = [Request(path, body, ctype) for body, ctype in bodies]
-    outcomes = asyncio.run(closed_loop(cluster.url, cluster.keys.inference, reqs, concurrency=in_flight,
-                                       timeout_s=120))  # fmt: skip
-    cut = [o for o in outcomes if o.status is None]
-    assert not cut, f"requests without an HTTP answer: {cut[:3]}"
-    return [(o.status, o.json()) for o in outcomes]
+    """tests.heldout.post_all against the cluster's proxy, with its key."""
+    return post_bodies(cluster.url, cluster.keys.inference, path, bodies, in_flight)
 
 
 def replicas_of(cluster: Cluster, deployment: str) -> dict[str, int]:
@@ -89,15 +85,12 @@ def test_every_sample_form_is_answered_as_by_torchserve(cluster: Cluster) -> Non
 def test_held_out_answers_equal_torchserve_s(cluster: Cluster, model: str) -> None:
     """heldout.npz `pred` is what TorchServe answers for each row (tests/e2e/test_predictions.py proves that
     equality on a real TorchServe), so equal labels here mean equal answers on both engines."""
-    heldout = np.load(require_built(BUILD / model / "heldout.npz", "make models"))
-    key = "image" if model == "mnist" else "inputs"
-    rows = [row.tolist() if model == "mnist" else [row.tolist()] for row in heldout["x"]]
-    answers = post_all(cluster, f"/predictions/{model}", [(json.dumps({key: r}).encode(), "application/json")
-                                                          for r in rows], in_flight=32)  # fmt: skip
+    bodies, _, torchserve = heldout(model)
+    answers = post_all(cluster, f"/predictions/{model}", bodies, in_flight=32)
     assert all(status == 200 for status, _ in answers)
-    served = np.array([a["predicted_label"] if model == "mnist" else a["predictions"][0] for _, a in answers])
-    assert served.shape == heldout["pred"].shape
-    assert (served == heldout["pred"]).all(), f"{int((served != heldout['pred']).sum())} differ from TorchServe"
+    served = served_labels(answers)
+    assert served.shape == torchserve.shape
+    assert (served == torchserve).all(), f"{int((served != torchserve).sum())} differ from TorchServe"
 
 
 def test_a_bad_request_inside_a_batch_gets_its_400_and_batch_mates_their_200(cluster: Cluster) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -13,7 +12,8 @@ import pytest
 
 from tests.conftest import BUILD, require_built
 from tests.e2e._helpers import batch_lines, wait_for
-from toolkit.bench.aioclient import Request, closed_loop
+from tests.heldout import heldout, served_labels
+from tests.heldout import post_all as post_bodies
 from toolkit.server.diagnose import log_offset
 from toolkit.server.local import LocalServer
 
@@ -35,15 +35,8 @@ def png_pixels(path: Path) -> np.ndarray:
 
 
 def post_all(server: LocalServer, path: str, bodies: list[tuple[bytes, str]], in_flight: int) -> list:
-    """POST every (body, content type) with at most `in_flight` outstanding (toolkit.bench.aioclient's closed
-    loop); returns (status, JSON) in order. A request without an HTTP answer fails the test."""
-    reqs = [Request(path, body, ctype) for body, ctype in bodies]
-    outcomes = asyncio.run(closed_loop(server.urls.inference, server.read_keys().inference, reqs,
-                                       concurrency=in_flight, timeout_s=120))  # fmt: skip
-    assert [o.index for o in outcomes] == list(range(len(reqs)))
-    cut = [o for o in outcomes if o.status is None]
-    assert not cut, f"requests without an HTTP answer: {cut[:5]}"
-    return [(o.status, o.json()) for o in outcomes]
+    """tests.heldout.post_all against the session server, with its key."""
+    return post_bodies(server.urls.inference, server.read_keys().inference, path, bodies, in_flight)
 
 
 def mnist_forms(sample: Path) -> dict[str, tuple[bytes, str]]:
@@ -125,14 +118,9 @@ def test_64_requests_in_flight_are_all_answered_correctly_in_batches(server):
 
 @pytest.mark.parametrize("model", ["mnist", "mnist_onnx", "tabular", "tabular_onnx"])
 def test_held_out_set_through_the_server_matches_the_offline_predictions(server, model):
-    data_name = model.removesuffix("_onnx")
-    heldout = np.load(require_built(BUILD / data_name / "heldout.npz", "make models"))
-    x, y, offline = heldout["x"], heldout["y"], heldout["pred"]
-    key = "image" if data_name == "mnist" else "inputs"
-    rows = [row.tolist() if data_name == "mnist" else [row.tolist()] for row in x]
-    bodies = [(json.dumps({key: row}).encode(), "application/json") for row in rows]
+    bodies, y, offline = heldout(model)
     answers = post_all(server, f"/predictions/{model}", bodies, in_flight=32)
     assert all(status == 200 for status, _ in answers)
-    served = np.array([a["predicted_label"] if data_name == "mnist" else a["predictions"][0] for _, a in answers])
-    assert served.shape == offline.shape == y.shape == (len(x),), "one label per held-out row (no broadcasting)"
-    assert (served == offline).all(), f"{int((served != offline).sum())} of {len(x)} differ from offline"
+    served = served_labels(answers)
+    assert served.shape == offline.shape == y.shape == (len(bodies),), "one label per held-out row (no broadcasting)"
+    assert (served == offline).all(), f"{int((served != offline).sum())} of {len(bodies)} differ from offline"
