@@ -51,6 +51,30 @@ def rewrite_properties(text: str, overrides: dict[str, str]) -> str:
     return "\n".join(out) + "\n"
 
 
+LOG_CONFIG_FLAG = "-Dlog4j.configurationFile="
+
+
+def _rooted(path: str, root: str | Path) -> str:
+    return path if Path(path).is_absolute() or "://" in path else f"{str(root).rstrip('/')}/{path}"
+
+
+def rooted_paths(props: dict[str, str], root: str | Path) -> dict[str, str]:
+    """Overrides that make the project-relative files a config names absolute under `root`: `metrics_config`,
+    and the log4j2 file in `vmargs` (`-Dlog4j.configurationFile=config/log4j2.xml`). TorchServe and log4j
+    resolve relative paths against the working directory (a run dir, a pod's), not the project. Keys without
+    a relative path are left out; the other JVM arguments of `vmargs` are kept as they are."""
+    out: dict[str, str] = {}
+    metrics = props.get("metrics_config")
+    if metrics and _rooted(metrics, root) != metrics:
+        out["metrics_config"] = _rooted(metrics, root)
+    args = props.get("vmargs", "").split()
+    rooted = [LOG_CONFIG_FLAG + _rooted(a[len(LOG_CONFIG_FLAG):], root) if a.startswith(LOG_CONFIG_FLAG) else a
+              for a in args]
+    if rooted != args:
+        out["vmargs"] = " ".join(rooted)
+    return out
+
+
 def url_port(url: str) -> int:
     """The port of a TorchServe listener address like http://127.0.0.1:8080."""
     return int(url.rstrip("/").rsplit(":", 1)[1])

@@ -19,7 +19,7 @@ from toolkit.client.management import all_versions
 from toolkit.client.rest import InferenceClient
 from toolkit.errors import ServerAlreadyRunningError, ServerError
 from toolkit.paths import ROOT
-from toolkit.properties import Ports, read_properties
+from toolkit.properties import LOG_CONFIG_FLAG, Ports, read_properties
 from toolkit.server.local import PID_FILE_NAME, LocalServer
 from toolkit.server.process import alive, free_ports
 
@@ -126,17 +126,19 @@ def test_stopping_one_leaves_the_others_ready(doomed: LocalServer, pair: tuple[L
     assert not doomed.is_running()
 
 
-def test_rewritten_config_changes_only_addresses_ports_store_and_metrics_path(echo_server: LocalServer) -> None:
+def test_rewritten_config_changes_only_addresses_ports_store_and_file_paths(echo_server: LocalServer) -> None:
     a = echo_server
     original, rewritten = read_properties(CONFIG), read_properties(a.config_path)
     changed = {key for key in original if original[key] != rewritten.get(key)}
     assert changed <= {
         "inference_address", "management_address", "metrics_address", "grpc_inference_address",
         "grpc_inference_port", "grpc_management_address", "grpc_management_port", "model_store",
-        "metrics_config",
+        "metrics_config", "vmargs",
     }  # fmt: skip
-    # TorchServe resolves a relative metrics_config against its working directory (the run dir).
+    # TorchServe resolves a relative metrics_config, and log4j its configuration file, against the working
+    # directory (the run dir): both are rooted at the project.
     assert rewritten["metrics_config"] == str(ROOT / original["metrics_config"])
+    assert f"{LOG_CONFIG_FLAG}{ROOT}/config/log4j2.xml" in rewritten["vmargs"].split()
     assert {key: rewritten[key] for key in ("inference_address", "management_address", "metrics_address")} == {
         "inference_address": a.urls.inference, "management_address": a.urls.management,
         "metrics_address": a.urls.metrics,

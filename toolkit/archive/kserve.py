@@ -22,7 +22,8 @@ project's, with what a pod needs instead of a laptop:
 - `disable_token_authorization=true`: TorchServe's keys are random per process and per replica, and expire, so
   no in-cluster client behind a Service could hold a valid one; access control is the cluster's (NetworkPolicy,
   the mesh, KServe's auth), see docs-snippets/oip-kserve.md;
-- `metrics_config` at the image's path (/app/config/...), where the project config names one.
+- `metrics_config` and the log4j2 file of `vmargs` at the image's paths (/app/config/...), where the project
+  config names them with relative paths (`toolkit.properties.rooted_paths`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pathlib import Path
 
 from toolkit.archive.mar import read_manifest, read_model_config
 from toolkit.paths import CONFIG_PROPERTIES, MODEL_STORE, ROOT
-from toolkit.properties import read_properties, rewrite_properties
+from toolkit.properties import read_properties, rewrite_properties, rooted_paths
 
 MOUNT = "/mnt/models"  # where KServe's storage initializer puts the storageUri
 IMAGE_ROOT = "/app"  # the project root inside the image ts-toolkit (deploy/container/Dockerfile)
@@ -85,10 +86,7 @@ def overrides(archives: Sequence[Path], project: dict[str, str]) -> dict[str, st
         "ts_open_inference_protocol": "true",
         "disable_token_authorization": "true",
     }
-    metrics_config = project.get("metrics_config")
-    if metrics_config and not Path(metrics_config).is_absolute():
-        keys["metrics_config"] = f"{IMAGE_ROOT}/{metrics_config}"
-    return keys
+    return {**keys, **rooted_paths(project, IMAGE_ROOT)}
 
 
 HEADER = """# KServe storage layout written by `make kserve-layout` (python -m toolkit.archive.kserve) from

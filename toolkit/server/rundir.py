@@ -1,7 +1,7 @@
 """The files of one TorchServe run directory, and the frontend process that belongs to it.
 
-    <run_dir>/config.properties    the template config with addresses, ports, model_store (and a relative
-                                   metrics_config, made absolute) replaced
+    <run_dir>/config.properties    the template config with addresses, ports, model_store (and relative
+                                   metrics_config and log4j2 paths, made absolute) replaced
     <run_dir>/.model_server.pid    frontend pid (`torchserve --start` writes it to $TMPDIR = run dir,
                                    and `torchserve --stop` reads it from there)
     <run_dir>/key_file.json        token keys (TorchServe writes them to its working directory = run dir)
@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 
 from toolkit.paths import KEY_FILE_NAME, ROOT
-from toolkit.properties import Ports, read_properties, rewrite_properties
+from toolkit.properties import Ports, read_properties, rewrite_properties, rooted_paths
 from toolkit.server.process import alive, tail
 
 PID_FILE_NAME = ".model_server.pid"
@@ -96,13 +96,10 @@ class RunDir:
 
     def prepare(self, template: Path, ports: Ports, model_store: Path) -> None:
         """Clear what an earlier run left (key file, unpacked archives) and write this run's config: the template
-        with addresses, ports and model_store replaced, and a relative `metrics_config` made absolute against
-        the project root (TorchServe resolves it against its working directory, which is the run dir)."""
+        with addresses, ports and model_store replaced, and its relative `metrics_config` and log4j2 file made
+        absolute against the project root (`rooted_paths`: they would be resolved against the run dir)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.key_file.unlink(missing_ok=True)  # a stale one would be read before the new one is written
         shutil.rmtree(self.run_dir / "models", ignore_errors=True)
-        overrides = ports.overrides(model_store)
-        metrics_config = read_properties(template).get("metrics_config")
-        if metrics_config and not Path(metrics_config).is_absolute():
-            overrides["metrics_config"] = str(ROOT / metrics_config)
+        overrides = {**ports.overrides(model_store), **rooted_paths(read_properties(template), ROOT)}
         self.config_path.write_text(rewrite_properties(template.read_text(encoding="utf-8"), overrides), "utf-8")
