@@ -143,22 +143,22 @@ class ImageClassifier(OipHandler, ServingHandler):
 
     def encode(self, outputs: torch.Tensor, item: Decoded) -> ImageAnswer | list[ImageAnswer]:
         """(n, classes) scores of one request's n images -> one answer, or a list of n when a list was sent."""
-        probabilities = torch.softmax(outputs, dim=1)
+        probabilities = torch.softmax(outputs, dim=1).tolist()  # one conversion per request, not one per value
         answers = [self.answer(row) for row in probabilities]
         return answers if item.many else answers[0]
 
-    def answer(self, probabilities: torch.Tensor) -> ImageAnswer:
-        """One image's answer from its (classes,) probabilities."""
-        index = int(probabilities.argmax())
+    def answer(self, probabilities: list[float]) -> ImageAnswer:
+        """One image's answer from its probabilities, one per class in index order (ties: the lowest index)."""
+        classes = range(len(probabilities))
+        index = max(classes, key=probabilities.__getitem__)
         answer: ImageAnswer = {"predicted_label": index, "label": self.label(index)}
         if self.settings.top_k:
-            values, indices = probabilities.topk(min(self.settings.top_k, len(probabilities)))
+            ranked = sorted(classes, key=probabilities.__getitem__, reverse=True)[: self.settings.top_k]
             answer["top_k"] = [
-                {"index": int(i), "label": self.label(int(i)), "probability": round(float(v), 6)}
-                for v, i in zip(values, indices, strict=True)
+                {"index": i, "label": self.label(i), "probability": round(probabilities[i], 6)} for i in ranked
             ]
         else:
-            answer["probabilities"] = [round(float(p), 6) for p in probabilities]
+            answer["probabilities"] = [round(p, 6) for p in probabilities]
         return answer
 
     def label(self, index: int) -> str:
