@@ -54,7 +54,7 @@ def mnist_forms(sample: Path) -> dict[str, tuple[bytes, str]]:
     }
 
 
-@pytest.mark.parametrize("model", ["mnist", "mnist_onnx"])
+@pytest.mark.parametrize("model", ["mnist", "mnist_torchscript"])
 def test_every_mnist_input_form_predicts_the_sample_label(server, model):
     expected = json.loads(require_built(MNIST_SAMPLES / "expected.json", "make models").read_text())
     names = sorted(expected)
@@ -116,7 +116,7 @@ def test_64_requests_in_flight_are_all_answered_correctly_in_batches(server):
     assert sum(sizes) == len(names) and max(sizes) > 1, sizes
 
 
-@pytest.mark.parametrize("model", ["mnist", "mnist_onnx", "tabular", "tabular_onnx"])
+@pytest.mark.parametrize("model", ["mnist", "mnist_torchscript", "tabular", "tabular_onnx"])
 def test_held_out_set_through_the_server_matches_the_offline_predictions(server, model):
     bodies, y, offline = heldout(model)
     answers = post_all(server, f"/predictions/{model}", bodies, in_flight=32)

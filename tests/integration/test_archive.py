@@ -42,7 +42,8 @@ def test_manifest_and_model_config(store, name):
     mar = store / f"{name}.mar"
     model = read_manifest(mar)["model"]
     assert model["modelName"] == name and model["modelVersion"] == "1.0"
-    assert model["serializedFile"] == f"{name}.pt"
+    model_file = load_model_yaml(ROOT / "config" / "models" / f"{name}.yaml").archive.model_file
+    assert model["serializedFile"] == Path(model_file).name  # mnist: its ONNX export, tabular: TorchScript
     assert model["handler"] == f"{name}_handler.py" and model["configFile"] == "model-config.yaml"
     expected = load_model_yaml(ROOT / "config" / "models" / f"{name}.yaml").torchserve_config()
     assert read_model_config(mar) == expected

@@ -25,7 +25,7 @@ DEMO = {
     "mnist": ("mnist.pt", "mnist.onnx", "index_to_name.json", "heldout.npz"),
     "tabular": ("tabular.pt", "tabular.onnx", "index_to_name.json", "heldout.npz"),
 }
-ARCHIVES = tuple(sorted(p.stem for p in (ROOT / "config" / "models").glob("*.yaml")))  # mnist, mnist_onnx, ...
+ARCHIVES = tuple(sorted(p.stem for p in (ROOT / "config" / "models").glob("*.yaml")))  # mnist, mnist_torchscript, ...
 T0 = 1_700_000_000  # sources; each build step's outputs are one step newer than its inputs
 STEP = 100
 OUTPUTS = {  # output -> age rank (higher is newer)
@@ -108,7 +108,7 @@ def test_yaml_edit_rebuilds_that_archive_only(tree):
         assert trained(commands) == set(), (target, commands)
         assert not any("install.sh" in line for line in commands), (target, commands)
     assert make(tree, "-q", "model_store/mnist.mar").returncode == 1
-    assert make(tree, "-q", "model_store/mnist_onnx.mar").returncode == 0
+    assert make(tree, "-q", "model_store/mnist_torchscript.mar").returncode == 0
 
 
 def test_handler_edit_rebuilds_every_archive_and_no_model(tree):
@@ -119,8 +119,8 @@ def test_handler_edit_rebuilds_every_archive_and_no_model(tree):
 
 
 def test_rebuilt_model_rebuilds_the_archives_that_pack_it(tree):
-    touch(tree, "build/models/mnist/.built")  # build_models --only mnist ran (mnist.yaml, mnist_onnx.yaml use it)
-    assert archived(plan(tree, "serve")) == {"mnist", "mnist_onnx"}
+    touch(tree, "build/models/mnist/.built")  # build_models --only mnist ran (both mnist YAMLs use it)
+    assert archived(plan(tree, "serve")) == {"mnist", "mnist_torchscript"}
 
 
 def test_model_of_your_own_is_tracked_by_its_file(tree):

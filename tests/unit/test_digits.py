@@ -13,7 +13,7 @@ from handlers.imaging import centre_of_mass
 from tests.conftest import ROOT
 from tests.unit.conftest import png_bytes
 
-SHIPPED_MNIST = ("mnist.yaml", "mnist_onnx.yaml")
+SHIPPED_MNIST = ("mnist.yaml", "mnist_torchscript.yaml")
 
 
 @pytest.fixture(scope="module")

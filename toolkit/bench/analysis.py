@@ -114,8 +114,10 @@ def binary_goals(inputs: list[dict]) -> list[dict]:
 
 
 def best_raw(result: dict) -> float | None:
-    """The best images/s of the forward as served (any threads, any batch size) in this run's raw phase."""
-    rows = [r for r in result.get("raw", {}).get("forward", []) if r.get("forward", "as_served") == "as_served"]
+    """The best images/s of the forward the archive serves (any threads, any batch size) in this run's raw
+    phase (results written before `served` existed named it `as_served`)."""
+    rows = [r for r in result.get("raw", {}).get("forward", [])
+            if r.get("served", r.get("forward", "as_served") == "as_served")]
     return max((r["images_per_s"] for r in rows), default=None)
 
 

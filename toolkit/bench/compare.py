@@ -29,7 +29,7 @@ from toolkit.paths import BENCH_RESULTS, BUILD_MODELS
 from toolkit.server.local import LocalServer
 from toolkit.server.process import free_ports
 
-MODELS = ("mnist", "mnist_onnx", "tabular", "tabular_onnx")
+MODELS = ("mnist", "mnist_torchscript", "tabular", "tabular_onnx")
 
 
 def bodies() -> dict[str, bytes]:
@@ -40,7 +40,7 @@ def bodies() -> dict[str, bytes]:
         row = data["x"][0]
     mnist = json.dumps({"image": image.tolist()}).encode()
     tabular = json.dumps({"inputs": [row.tolist()]}).encode()
-    return {"mnist": mnist, "mnist_onnx": mnist, "tabular": tabular, "tabular_onnx": tabular}
+    return {"mnist": mnist, "mnist_torchscript": mnist, "tabular": tabular, "tabular_onnx": tabular}
 
 
 def summary(outcomes: list[Outcome], wall_s: float, cpu_s: float, concurrency: int) -> dict:

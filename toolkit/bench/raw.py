@@ -4,11 +4,11 @@
         --heldout build/models/mnist/heldout.npz --batch-sizes 1 8 32 --threads 1 2 --seconds 1
 
 prints one JSON object:
-- `forward`: images/s of `backend(batch)` (the exact call the handler makes: TorchScript under inference_mode)
-  per (threads, batch size), median of 3 timed runs on a random (B, 1, 28, 28) batch (`"forward": "as_served"`:
-  on the CPU the module frozen + optimize_for_inference), of the plain scripted module (`"scripted"`, what was
-  served before) and of ONNX Runtime on the `.onnx` export beside the `.pt` (`"onnxruntime"`), so the bench
-  shows which backend is fastest per model;
+- `forward`: images/s of `backend(batch)` (the exact call a handler makes) per (threads, batch size), median of
+  3 timed runs on a random (B, 1, 28, 28) batch, for each backend the model has: `"torchscript"` (on the CPU
+  the module frozen + optimize_for_inference), `"scripted"` (the plain scripted module) and `"onnxruntime"` (the
+  `.onnx` export beside the `.pt`); `"served": true` marks the one the `--mar` archive serves, so the bench
+  shows which backend is fastest per model and whether the archive serves it;
 - `handler`: requests/s of the archive's handler `handle()` over batches of B identical requests of each input
   kind, through TorchServe's own Context (toolkit.archive.offline), JSON bodies parsed the way the worker does.
 Run it as its own process (the bench does): it sets torch's process-wide thread pools.
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from handlers.backends import TorchScriptBackend, load_backend
+from handlers.backends import ONNX_SUFFIXES, OnnxBackend, TorchScriptBackend
 from handlers.worker import apply_threads
-from toolkit.archive.mar import read_model_config, safe_extract
+from toolkit.archive.mar import read_manifest, read_model_config, safe_extract
 from toolkit.archive.offline import load_handler, run_batch
 from toolkit.bench.payloads import INPUT_KINDS, encode, first_digit
 
@@ -49,17 +49,27 @@ def rate(call: Callable[[], object], seconds: float, warmup: int = 10) -> tuple[
 
 
 def forward_calls(model_file: Path, threads: int) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-    """Forward kind -> callable: `as_served` (the handler's backend call: on the CPU the TorchScript module
-    frozen + optimize_for_inference), `scripted` (the plain TorchScript module it replaced) and, when the
-    model has an ONNX export beside it (`<name>.onnx`), `onnxruntime` (OnnxBackend with `threads`)."""
-    backend = load_backend(model_file, torch.device("cpu"), threads)
-    calls: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"as_served": backend}
-    if isinstance(backend, TorchScriptBackend):
-        calls["scripted"] = TorchScriptBackend(model_file, torch.device("cpu"), optimize=False)
+    """Forward kind -> callable, each the exact call a handler's backend makes: `torchscript` (TorchScriptBackend
+    on the `.pt` `model_file`: on the CPU frozen + optimize_for_inference), `scripted` (the plain scripted
+    module) and, when the model has an ONNX export beside it (`<name>.onnx`), `onnxruntime` (OnnxBackend with
+    `threads`)."""
+    cpu = torch.device("cpu")
+    calls: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "torchscript": TorchScriptBackend(model_file, cpu),
+        "scripted": TorchScriptBackend(model_file, cpu, optimize=False),
+    }
     onnx_file = model_file.with_suffix(".onnx")
     if onnx_file.is_file():
-        calls["onnxruntime"] = load_backend(onnx_file, torch.device("cpu"), threads)
+        calls["onnxruntime"] = OnnxBackend(onnx_file, cpu, threads)
     return calls
+
+
+def served_kind(mar: Path | None) -> str:
+    """The forward kind the archive `mar` serves (by its model file's suffix); `torchscript` without one."""
+    if mar is None:
+        return "torchscript"
+    serialized = read_manifest(mar)["model"]["serializedFile"]
+    return "onnxruntime" if Path(serialized).suffix.lower() in ONNX_SUFFIXES else "torchscript"
 
 
 def forward_throughput(model_file: Path, batch_sizes: Sequence[int], threads: int, seconds: float) -> list[dict]:
@@ -120,8 +130,9 @@ def handler_throughput(mar: Path, heldout: Path, batch_sizes: Sequence[int], thr
 def measure(args: argparse.Namespace) -> dict:
     """Forward rows for every thread count, then handler rows (when a .mar is given)."""
     apply_threads(max(args.threads))  # inter-op pool fixed to 1 before any parallel work, as in a worker
-    forward = [row for t in args.threads for row in forward_throughput(args.model_file, args.batch_sizes, t,
-                                                                       args.seconds)]
+    served = served_kind(args.mar)
+    forward = [{**row, "served": row["forward"] == served}
+               for t in args.threads for row in forward_throughput(args.model_file, args.batch_sizes, t, args.seconds)]
     handler: list[dict] = []
     if args.mar:
         handler = [row for t in args.threads for row in handler_throughput(args.mar, args.heldout,

@@ -67,8 +67,9 @@ def _separator(header: str) -> str:
 def raw_table(raw: dict) -> list[str]:
     """Markdown of the bare forward and the offline handler throughput."""
     lines = ["| forward | threads | batch | images/s | ms/batch |", "|---|---|---|---|---|"]
-    lines += [f"| {r.get('forward', 'as_served')} | {r['threads']} | {r['batch_size']} | {r['images_per_s']:.0f} "
-              f"| {r['ms_per_batch']:.2f} |" for r in raw.get("forward", [])]
+    lines += [f"| {r.get('forward', 'as_served')}{' (served)' if r.get('served') else ''} | {r['threads']} "
+              f"| {r['batch_size']} | {r['images_per_s']:.0f} | {r['ms_per_batch']:.2f} |"
+              for r in raw.get("forward", [])]
     if raw.get("handler"):
         lines += ["", "| threads | input | batch | requests/s | µs/request |", "|---|---|---|---|---|"]
         lines += [f"| {r['threads']} | {r['input']} | {r['batch_size']} | {r['requests_per_s']:.0f} "

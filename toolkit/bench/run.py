@@ -68,10 +68,14 @@ def ceiling(target: Target, concurrency: int, duration_s: float) -> tuple[dict, 
     return load.to_dict(), serverstats.cpu_percent(cpu0, cpu1)
 
 
-def warm_jvm(target: Target, model: str, payload: Payload, seconds: float) -> None:
-    """Load a fresh frontend until its JIT has compiled the hot paths (C2 burns a core for ~20-40 s)."""
+def warm_jvm(target: Target, model: str, payload: Payload, seconds: float, first_s: float = 10.0) -> float:
+    """Load a fresh frontend at c32 until its JIT has compiled the hot paths (C2 burns a core for ~20-40 s);
+    returns the req/s of its first `first_s` seconds (the warm start)."""
     request = Request(f"{target.inference_url}/predictions/{model}", "POST", payload.path, payload.content_type)
-    run_load(request, target.inference_key, 32, seconds)
+    first = run_load(request, target.inference_key, 32, min(first_s, seconds))
+    if seconds - first_s >= 1:
+        run_load(request, target.inference_key, 32, seconds - first_s)
+    return first.throughput_rps
 
 
 def shipped_cells(target: Target, model: str, payload: Payload, spec: Spec) -> list[dict]:
@@ -84,20 +88,21 @@ def config_variant_cells(config: Path, store: Path, work: Path, variant: ModelVa
                          log: Log, rows: list[dict]) -> None:
     """The recommended variant under each config.properties variant, each on a fresh server warmed up for
     ctx["jvm_warmup_s"]; the unchanged config once more at the end shows the drift. Cells appended to `rows`."""
-    variants_by_name = server_variants(work)
+    variants_by_name = server_variants(work, config)
     variants_by_name["as_is (again)"] = variants_by_name["as_is"]
     payload, spec = ctx["payloads"]["json"], ctx["spec"]
     for index, (name, overrides) in enumerate(variants_by_name.items()):
         cfg = variant_config(config, overrides, work / f"config-{index}.properties")
         with LocalServer(work / f"run-{index}", cfg, store, [archive], ports=free_ports()).running() as server:
             target = target_of(server)
-            warm_jvm(target, Path(archive).stem, payload, ctx["jvm_warmup_s"])
+            first_rps = warm_jvm(target, Path(archive).stem, payload, ctx["jvm_warmup_s"])
             cells = run_variant(target, variant, archive, ctx["base"], payload, spec, ctx["input_concurrencies"])
-        rows.extend({**cell, "server_config": name, "overrides": overrides, "label": f"{name}: {variant.label}"}
-                    for cell in cells)
-        log(f"config {name}: " + ", ".join(f"c{c['concurrency']} {c['load']['throughput_rps']:.0f} rps "
-                                           f"p50 {c['load']['latency_ms']['p50']:.1f} p99 "
-                                           f"{c['load']['latency_ms']['p99']:.1f}" for c in cells))
+        rows.extend({**cell, "server_config": name, "overrides": overrides, "label": f"{name}: {variant.label}",
+                     "first_10s_rps": first_rps} for cell in cells)
+        measured = ", ".join(f"c{c['concurrency']} {c['load']['throughput_rps']:.0f} rps p50 "
+                             f"{c['load']['latency_ms']['p50']:.1f} p99 {c['load']['latency_ms']['p99']:.1f}"
+                             for c in cells)
+        log(f"config {name}: first 10 s {first_rps:.0f} rps, {measured}")
 
 
 def measure_server(result: dict, target: Target, ctx: dict, log: Log) -> None:
@@ -124,11 +129,14 @@ def measure_server(result: dict, target: Target, ctx: dict, log: Log) -> None:
 
 
 def prepare(ctx: dict, work: Path, log: Log) -> None:
-    """Archives (shipped + one per threads value) and request bodies in `work`."""
+    """Archives (shipped, its `<model>_torchscript.yaml` sibling when there is one, one per threads value) and
+    request bodies in `work`."""
     store = work / "store"
     store.mkdir()
     ctx["store"] = store
     ctx["shipped_archive"] = build_archive(ctx["model_yaml"], store)
+    alternative = ctx["model_yaml"].with_name(f"{ctx['model_yaml'].stem}_torchscript.yaml")  # other backend
+    ctx["torchscript_archive"] = build_archive(alternative, store) if alternative.is_file() else None
     ctx["archives"] = build_thread_archives(ctx["model_yaml"], ctx["spec"].threads, store)
     ctx["payloads"] = write_payloads(first_digit(ctx["heldout"]), work / "bodies")
     log(f"archives in {store}: {ctx['shipped_archive']}, {', '.join(ctx['archives'].values())}")

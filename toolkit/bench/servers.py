@@ -15,12 +15,11 @@ from toolkit.bench.matrix import Target
 from toolkit.bench.payloads import Payload
 from toolkit.client.auth import read_keys
 from toolkit.errors import KeyFileError, ServerStartError
-from toolkit.properties import Urls, rewrite_properties, url_port
+from toolkit.properties import Urls, read_properties, rewrite_properties, url_port
 from toolkit.server.local import LocalServer
 
-# A log4j2 configuration that keeps warnings and errors only: no access log line per request, no DEBUG lines
-# per request/batch in ts_log (TorchServe 0.12's default config logs org.pytorch.serve at DEBUG, and every
-# ts_log line twice: once by that logger, once by the root logger it also reaches), no model_log line per batch.
+# A log4j2 configuration that keeps warnings and errors only: unlike config/log4j2.xml (what we ship), no access
+# log line per request and no model_log line per batch either; the bench's `no_access_log` variants.
 QUIET_LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 <Configuration>
   <Appenders>
@@ -51,17 +50,26 @@ QUIET_LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def server_variants(work: Path) -> dict[str, dict[str, str]]:
-    """Name -> config.properties overrides compared by the bench (the quiet log4j2 file is written to `work`)."""
+C1_ONLY = "-XX:TieredStopAtLevel=1"
+
+
+def server_variants(work: Path, template: Path) -> dict[str, dict[str, str]]:
+    """Name -> config.properties overrides of `template` compared by the bench (the log4j2 file without access
+    log is written to `work`). `c1_jit` / `c2_jit`: the template's own `vmargs` with / without
+    `-XX:TieredStopAtLevel=1` (the JIT's C1 compiler only), one of them the same as `as_is`."""
     log_config = work / "log4j2-quiet.xml"
     log_config.write_text(QUIET_LOG4J2, encoding="utf-8")
     quiet = {"vmargs": f"-Dlog4j.configurationFile=file://{log_config}"}
+    vmargs = read_properties(template).get("vmargs", "").split()
+    c1, c2 = [*vmargs, C1_ONLY] if C1_ONLY not in vmargs else vmargs, [a for a in vmargs if a != C1_ONLY]
     return {
         "as_is": {},
+        "c1_jit": {"vmargs": " ".join(c1)},
+        "c2_jit": {"vmargs": " ".join(c2)},
         "async_logging": {"async_logging": "true"},
-        "quiet_logs": quiet,
-        "quiet_logs+netty1": {**quiet, "number_of_netty_threads": "1", "netty_client_threads": "1"},
-        "quiet_logs+no_sysmetrics": {**quiet, "disable_system_metrics": "true"},
+        "no_access_log": quiet,
+        "no_access_log+netty1": {**quiet, "number_of_netty_threads": "1", "netty_client_threads": "1"},
+        "no_access_log+no_sysmetrics": {**quiet, "disable_system_metrics": "true"},
     }
 
 

@@ -1,7 +1,9 @@
 """The peers phase of the bench: every system started fresh, warmed the same, measured with the same wrk load.
 
-Systems (all on the same mnist TorchScript file and the same `{"image": 28x28}` JSON body):
+Systems (all on the same trained mnist model, as its TorchScript file or, for `ours`, as the archive serves it
+(the ONNX export), and the same `{"image": 28x28}` JSON body):
     ours: TorchServe      our archive as config/models/mnist.yaml ships it, config/config.properties
+    ours: TorchServe, TorchScript   the same from config/models/mnist_torchscript.yaml (the other backend)
     ours: Ray engine      the same archive on toolkit.engines.ray (two local nodes, one CPU each)
     FastAPI single        toolkit.bench.peers.fastapi_app --mode single (one forward per request)
     FastAPI batcher       toolkit.bench.peers.fastapi_app --mode batch (asyncio batcher, 32, 5 ms)
@@ -254,14 +256,18 @@ def systems(ctx: dict, work: Path, store: Path) -> dict[str, Callable[[], contex
 
     plain = ts_plain.build_archive(ctx["model_file"], work / "plain", store)
     shipped = ctx["shipped_archive"]
-    return {
+    found = {
         "ours: TorchServe": lambda: torchserve(ctx, work, store, shipped, "ours"),
+        "ours: TorchServe, TorchScript": lambda: torchserve(ctx, work, store, ctx["torchscript_archive"], "ours-ts"),
         "ours: Ray engine": lambda: ray_engine(ctx, work, store, shipped),
         "FastAPI single": lambda: fastapi_peer("single", ctx, work, ctx["json_body"]),
         "FastAPI batcher": lambda: fastapi_peer("batch", ctx, work, ctx["json_body"]),
         "TorchServe plain": lambda: torchserve(ctx, work, store, plain, "plain", omp1=True),
         "Ray tutorial": lambda: ray_tutorial(ctx, work),
     }
+    if not ctx.get("torchscript_archive"):
+        del found["ours: TorchServe, TorchScript"]
+    return found
 
 
 def run_system(name: str, start, ctx: dict, work: Path, log: Log) -> dict:
