@@ -67,7 +67,8 @@ def test_gives_up_when_total_time_would_pass() -> None:
     policy = RetryPolicy(tries=1000, total_s=0.05, first_wait_s=0.02, max_wait_s=0.02)
     with pytest.raises(ServerBusyError) as info:
         policy.call(busy_then([None] * 1000))
-    assert 1 < info.value.attempts < 10 and info.value.waited_s < 0.1
+    # full jitter: how many tries fit in 0.05 s is random; that it stopped well before 1000 is not
+    assert 1 < info.value.attempts < 1000 and info.value.waited_s < 0.1
 
 
 def test_off_and_other_errors_are_not_retried() -> None:
