@@ -25,8 +25,9 @@ def post_all(base_url: str, key: str, path: str, bodies: list[tuple[bytes, str]]
 
 
 def heldout(model: str) -> tuple[list[tuple[bytes, str]], np.ndarray, np.ndarray]:
-    """The held-out set of `model` (mnist or tabular, their _onnx / _torchscript variants included): one JSON request body per row,
-    the true labels, and the labels the TorchScript module predicted offline (`heldout.npz` `pred`)."""
+    """The held-out set of `model` (mnist or tabular, their _onnx / _torchscript variants included): one JSON
+    request body per row, the true labels, and the labels the TorchScript module predicted offline
+    (`heldout.npz` `pred`)."""
     name = model.removesuffix("_onnx").removesuffix("_torchscript")
     data = np.load(require_built(BUILD / name / "heldout.npz", "make models"))
     key = "image" if name == "mnist" else "inputs"
