@@ -59,7 +59,7 @@ class ImageClassifier(OipHandler, ServingHandler):
     def decode(self, body: object) -> Decoded:
         payload = unwrap_payload(body, max_npy_bytes=self.image.max_pixels * 8)
         images, many = self.pixel_images(payload)
-        return Decoded(self.to_tensor(np.stack(images)), many=many)
+        return Decoded(self.to_tensor(images[0][None] if len(images) == 1 else np.stack(images)), many=many)
 
     def decode_oip(self, tensor: Tensor) -> Decoded:
         """An OIP input tensor of intensities 0..255 (as the JSON form), shape [n, H, W] or [n, 1, H, W] for
@@ -137,8 +137,8 @@ class ImageClassifier(OipHandler, ServingHandler):
         return imaging.to_tensor(pixels, self.image, self.normalisation)
 
     @cached_property
-    def normalisation(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Configured mean and std as (1, C, 1, 1) tensors, built once per worker rather than per request."""
+    def normalisation(self) -> tuple[np.ndarray, np.ndarray]:
+        """Configured mean and std as (C,) float32 arrays, built once per worker rather than per request."""
         return imaging.normalisation(self.image)
 
     def encode(self, outputs: torch.Tensor, item: Decoded) -> ImageAnswer | list[ImageAnswer]:
