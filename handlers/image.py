@@ -14,6 +14,7 @@ Answer per image: `{"predicted_label": int, "label": str, "probabilities": [p0, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 
 import numpy as np
@@ -59,7 +60,7 @@ class ImageClassifier(OipHandler, ServingHandler):
     def decode(self, body: object) -> Decoded:
         payload = unwrap_payload(body, max_npy_bytes=self.image.max_pixels * 8)
         images, many = self.pixel_images(payload)
-        return Decoded(self.to_tensor(images[0][None] if len(images) == 1 else np.stack(images)), many=many)
+        return Decoded(self.to_tensor(images), many=many)
 
     def decode_oip(self, tensor: Tensor) -> Decoded:
         """An OIP input tensor of intensities 0..255 (as the JSON form), shape [n, H, W] or [n, 1, H, W] for
@@ -79,7 +80,7 @@ class ImageClassifier(OipHandler, ServingHandler):
             images, _ = self.from_array(array)
         except ClientError as error:
             raise OipError(f"input '{tensor.name}': {error.message}", error.status, error.phrase) from None
-        return Decoded(self.to_tensor(np.stack(images)), many=True)
+        return Decoded(self.to_tensor(images), many=True)
 
     def pixel_images(self, payload: object) -> tuple[list[np.ndarray], bool]:
         """Payload -> white-on-black pixel arrays of the configured size, and whether a list was sent."""
@@ -132,8 +133,9 @@ class ImageClassifier(OipHandler, ServingHandler):
             return 255.0 - pixels
         return pixels
 
-    def to_tensor(self, pixels: np.ndarray) -> torch.Tensor:
-        """(n, H, W[, C]) intensities 0..255 -> normalised (n, C, H, W) float32 (`handlers.imaging.to_tensor`)."""
+    def to_tensor(self, pixels: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+        """(n, H, W[, C]) intensities 0..255, or n (H, W[, C]) images -> normalised (n, C, H, W) float32
+        (`handlers.imaging.to_tensor`)."""
         return imaging.to_tensor(pixels, self.image, self.normalisation)
 
     @cached_property

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -106,9 +107,10 @@ def normalisation(image: ImageInput) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(image.mean, dtype=np.float32), np.asarray(image.std, dtype=np.float32)
 
 
-def to_tensor(pixels: np.ndarray, image: ImageInput,
+def to_tensor(pixels: np.ndarray | Sequence[np.ndarray], image: ImageInput,
               mean_std: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
-    """(n, H, W[, C]) intensities 0..255 -> the model input: (n, C, H, W) float32, (x / 255 - mean) / std.
+    """(n, H, W[, C]) intensities 0..255, or a list of n (H, W[, C]) images (stacked here, in the float32
+    conversion) -> the model input: (n, C, H, W) float32, (x / 255 - mean) / std.
 
     `mean_std` is `normalisation(image)`, passed in by a worker that built it once. Computed in NumPy on the
     (n, H, W, C) layout, then one copy into (n, C, H, W): a 28x28 image takes ~4 µs against ~10 µs as torch ops.
