@@ -25,7 +25,7 @@ from toolkit.errors import ToolkitError
 from toolkit.paths import ROOT
 from toolkit.polling import poll_until
 from toolkit.properties import LOOPBACK
-from toolkit.server.process import alive, check_ports_free, stop_family, tail
+from toolkit.server.process import alive, check_ports_free, read_pid_file, stop_family, tail
 
 PROMETHEUS_YML = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 JOB = "torchserve"
@@ -166,10 +166,13 @@ class LocalPrometheus:
 
     def process(self) -> psutil.Process | None:
         """The live Prometheus of this run dir (pid file pid, a prometheus with our config file), or None."""
+        pid = read_pid_file(self.pid_file)
+        if pid is None:
+            return None
         try:
-            proc = psutil.Process(int(self.pid_file.read_text().split()[0]))
+            proc = psutil.Process(pid)
             ours = f"--config.file={self.config_path}" in proc.cmdline()
-        except (OSError, ValueError, IndexError, psutil.Error):
+        except psutil.Error:
             return None
         return proc if ours and alive(proc) else None
 

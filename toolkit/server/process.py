@@ -53,6 +53,14 @@ def find_java() -> str:
     return found
 
 
+def read_pid_file(path: Path) -> int | None:
+    """The pid written first in a pid file, None when the file is missing or holds no pid."""
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def alive(proc: psutil.Process) -> bool:
     """True while the process exists and is not a zombie (orphans may not be reaped promptly)."""
     try:

@@ -19,7 +19,7 @@ import psutil
 
 from toolkit.paths import KEY_FILE_NAME, ROOT
 from toolkit.properties import Ports, read_properties, rewrite_properties, rooted_paths
-from toolkit.server.process import alive, tail
+from toolkit.server.process import alive, read_pid_file, tail
 
 PID_FILE_NAME = ".model_server.pid"
 FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
@@ -51,10 +51,7 @@ class RunDir:
     @property
     def frontend_pid(self) -> int | None:
         """The pid in the run dir's pid file, None when there is none."""
-        try:
-            return int(self.pid_file.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
+        return read_pid_file(self.pid_file)
 
     def frontend(self) -> psutil.Process | None:
         """The live TorchServe frontend of this run dir: the pid file's pid, a ModelServer JVM, cwd = run dir
