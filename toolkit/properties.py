@@ -65,8 +65,8 @@ def rooted_paths(props: dict[str, str], root: str | Path) -> dict[str, str]:
     a relative path are left out; the other JVM arguments of `vmargs` are kept as they are."""
     out: dict[str, str] = {}
     metrics = props.get("metrics_config")
-    if metrics and _rooted(metrics, root) != metrics:
-        out["metrics_config"] = _rooted(metrics, root)
+    if metrics and (rooted_metrics := _rooted(metrics, root)) != metrics:
+        out["metrics_config"] = rooted_metrics
     args = props.get("vmargs", "").split()
     rooted = [LOG_CONFIG_FLAG + _rooted(a[len(LOG_CONFIG_FLAG):], root) if a.startswith(LOG_CONFIG_FLAG) else a
               for a in args]

@@ -42,11 +42,10 @@ def test_manifest_and_model_config(store, name):
     mar = store / f"{name}.mar"
     model = read_manifest(mar)["model"]
     assert model["modelName"] == name and model["modelVersion"] == "1.0"
-    model_file = load_model_yaml(ROOT / "config" / "models" / f"{name}.yaml").archive.model_file
-    assert model["serializedFile"] == Path(model_file).name  # mnist: its ONNX export, tabular: TorchScript
+    config = load_model_yaml(ROOT / "config" / "models" / f"{name}.yaml")
+    assert model["serializedFile"] == Path(config.archive.model_file).name  # mnist: ONNX export, tabular: .pt
     assert model["handler"] == f"{name}_handler.py" and model["configFile"] == "model-config.yaml"
-    expected = load_model_yaml(ROOT / "config" / "models" / f"{name}.yaml").torchserve_config()
-    assert read_model_config(mar) == expected
+    assert read_model_config(mar) == config.torchserve_config()
     names = set(zipfile.ZipFile(mar).namelist())
     assert {"handlers/base.py", "handlers/config.py", "handlers/errors.py", "index_to_name.json"} <= names
     assert not any("__pycache__" in n for n in names)

@@ -61,10 +61,10 @@ def server_variants(work: Path, template: Path) -> dict[str, dict[str, str]]:
     log_config.write_text(QUIET_LOG4J2, encoding="utf-8")
     quiet = {"vmargs": f"-Dlog4j.configurationFile=file://{log_config}"}
     vmargs = read_properties(template).get("vmargs", "").split()
-    c1, c2 = [*vmargs, C1_ONLY] if C1_ONLY not in vmargs else vmargs, [a for a in vmargs if a != C1_ONLY]
+    c2 = [arg for arg in vmargs if arg != C1_ONLY]
     return {
         "as_is": {},
-        "c1_jit": {"vmargs": " ".join(c1)},
+        "c1_jit": {"vmargs": " ".join([*c2, C1_ONLY])},
         "c2_jit": {"vmargs": " ".join(c2)},
         "async_logging": {"async_logging": "true"},
         "no_access_log": quiet,
