@@ -15,7 +15,7 @@ import pytest
 from handlers.answers import prediction
 from handlers.config import load_model_yaml
 from tests.conftest import BUILD, ROOT, require_built
-from toolkit.archive.mar import read_manifest, read_model_config, safe_extract
+from toolkit.archive.mar import Archive, read_manifest, safe_extract
 
 MODELS = ("mnist", "tabular")
 
@@ -45,7 +45,7 @@ def test_manifest_and_model_config(store, name):
     config = load_model_yaml(ROOT / "config" / "models" / f"{name}.yaml")
     assert model["serializedFile"] == Path(config.archive.model_file).name  # mnist: ONNX export, tabular: .pt
     assert model["handler"] == f"{name}_handler.py" and model["configFile"] == "model-config.yaml"
-    assert read_model_config(mar) == config.torchserve_config()
+    assert Archive.open(mar).config == config.model_copy(update={"archive": None})
     names = set(zipfile.ZipFile(mar).namelist())
     assert {"handlers/base.py", "handlers/config.py", "handlers/errors.py", "index_to_name.json"} <= names
     assert not any("__pycache__" in n for n in names)

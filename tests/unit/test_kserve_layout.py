@@ -14,9 +14,12 @@ from toolkit.paths import CONFIG_PROPERTIES
 from toolkit.properties import Ports, read_properties
 from toolkit.server.local import LocalServer
 
+HANDLER = {"name": "tabular_classifier", "tabular": {"num_features": 4}}  # a valid handler: section
+
 
 def fake_mar(store: Path, file: str, name: str, version: str, **config) -> Path:
     path = store / file
+    config.setdefault("handler", HANDLER)
     manifest = {"model": {"modelName": name, "modelVersion": version, "configFile": "model-config.yaml"}}
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("MAR-INF/MANIFEST.json", json.dumps(manifest))
@@ -36,8 +39,8 @@ def store(tmp_path) -> Path:
 
 
 def test_default_archives_and_use(store):
-    assert [p.name for p in pick_archives(store)] == ["mnist.mar", "tabular.mar"]
-    assert [p.name for p in pick_archives(store, ["mnist_v2.0.mar"])] == ["mnist_v2.0.mar", "tabular.mar"]
+    assert [a.path.name for a in pick_archives(store)] == ["mnist.mar", "tabular.mar"]
+    assert [a.path.name for a in pick_archives(store, ["mnist_v2.0.mar"])] == ["mnist_v2.0.mar", "tabular.mar"]
     with pytest.raises(FileNotFoundError, match="nope.mar"):
         pick_archives(store, ["nope.mar"])
 

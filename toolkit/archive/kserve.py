@@ -30,48 +30,47 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from toolkit.archive.mar import read_manifest, read_model_config
+from toolkit.archive.mar import Archive, is_default_archive, store_archives
 from toolkit.paths import CONFIG_PROPERTIES, MODEL_STORE, ROOT
 from toolkit.properties import read_properties, rewrite_properties, rooted_paths
 
 MOUNT = "/mnt/models"  # where KServe's storage initializer puts the storageUri
 IMAGE_ROOT = "/app"  # the project root inside the image ts-toolkit (deploy/container/Dockerfile)
 PORTS = {"inference": 8080, "management": 8081, "metrics": 8082, "grpc_inference": 7070, "grpc_management": 7071}
-SNAPSHOT_KEYS = ("minWorkers", "maxWorkers", "batchSize", "maxBatchDelay", "responseTimeout")
-SNAPSHOT_DEFAULTS = {"minWorkers": 1, "maxWorkers": 1, "batchSize": 1, "maxBatchDelay": 100, "responseTimeout": 120}
-VERSIONED = re.compile(r"_v[0-9][^/]*\.mar$")
 
 
-def pick_archives(store: Path, use: Sequence[str] = ()) -> list[Path]:
+def pick_archives(store: Path, use: Sequence[str] = ()) -> list[Archive]:
     """The default-version archives of `store`, each replaced by the `use` archive of the same model, if any."""
-    chosen = {read_manifest(p)["model"]["modelName"]: p for p in sorted(store.glob("*.mar"))
-              if not VERSIONED.search(p.name)}
+    chosen = {archive.name: archive for archive in map(Archive.open, store_archives(store))
+              if is_default_archive(archive.path)}
     for name in use:
         path = store / name
         if not path.is_file():
             raise FileNotFoundError(f"--use {name}: no such archive in {store}")
-        chosen[read_manifest(path)["model"]["modelName"]] = path
+        archive = Archive.open(path)
+        chosen[archive.name] = archive
     return [chosen[name] for name in sorted(chosen)]
 
 
-def model_snapshot(archives: Sequence[Path]) -> dict:
+def model_snapshot(archives: Sequence[Archive]) -> dict:
     """TorchServe's `model_snapshot` value loading `archives` at start with each archive's own settings."""
     models = {}
-    for path in archives:
-        manifest, config = read_manifest(path)["model"], read_model_config(path)
-        entry = {"defaultVersion": True, "marName": path.name}
-        entry.update({key: int(config.get(key, SNAPSHOT_DEFAULTS[key])) for key in SNAPSHOT_KEYS})
-        models[manifest["modelName"]] = {manifest["modelVersion"]: entry}
+    for archive in archives:
+        config = archive.config
+        models[archive.name] = {archive.version: {
+            "defaultVersion": True, "marName": archive.path.name, "minWorkers": config.min_workers,
+            "maxWorkers": config.max_workers, "batchSize": config.batch_size,
+            "maxBatchDelay": config.max_batch_delay_ms, "responseTimeout": config.response_timeout_s,
+        }}
     return {"name": "startup.cfg", "modelCount": len(models), "models": models}
 
 
-def overrides(archives: Sequence[Path], project: dict[str, str]) -> dict[str, str]:
+def overrides(archives: Sequence[Archive], project: dict[str, str]) -> dict[str, str]:
     """The keys of the layout's config.properties that differ from the project's (see the module docstring)."""
     keys = {
         "inference_address": f"http://0.0.0.0:{PORTS['inference']}",
@@ -99,7 +98,7 @@ HEADER = """# KServe storage layout written by `make kserve-layout` (python -m t
 
 
 def write_layout(out: Path, store: Path = MODEL_STORE, config: Path = CONFIG_PROPERTIES,
-                 use: Sequence[str] = ()) -> list[Path]:
+                 use: Sequence[str] = ()) -> list[Archive]:
     """Write `out`/config/config.properties and `out`/model-store/*.mar (replacing what was there); returns the
     archives copied."""
     archives = pick_archives(store, use)
@@ -110,8 +109,8 @@ def write_layout(out: Path, store: Path = MODEL_STORE, config: Path = CONFIG_PRO
     (out / "config").mkdir(parents=True)
     (out / "model-store").mkdir()
     (out / "config" / "config.properties").write_text(HEADER + text, encoding="utf-8")
-    for path in archives:
-        shutil.copy2(path, out / "model-store" / path.name)
+    for archive in archives:
+        shutil.copy2(archive.path, out / "model-store" / archive.path.name)
     return archives
 
 
@@ -125,11 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         archives = write_layout(Path(args.out), Path(args.store), Path(args.config), args.use)
-    except (FileNotFoundError, KeyError, ValueError) as exc:
+    except (FileNotFoundError, KeyError, ValueError) as exc:  # ModelConfigError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"KServe layout in {args.out}: config/config.properties, model-store/ "
-          f"{', '.join(p.name for p in archives)}")
+          f"{', '.join(a.path.name for a in archives)}")
     return 0
 
 

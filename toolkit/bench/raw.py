@@ -28,7 +28,7 @@ import torch
 
 from handlers.backends import ONNX_SUFFIXES, OnnxBackend, TorchScriptBackend
 from handlers.worker import apply_threads
-from toolkit.archive.mar import read_manifest, read_model_config, safe_extract
+from toolkit.archive.mar import Archive, read_manifest, safe_extract
 from toolkit.archive.offline import load_handler, run_batch
 from toolkit.bench.payloads import INPUT_KINDS, encode, first_digit
 
@@ -92,7 +92,7 @@ def forward_throughput(model_file: Path, batch_sizes: Sequence[int], threads: in
 def archive_handler(mar: Path, into: Path, threads: int):
     """The archive's handler, initialised offline from `mar` extracted into `into`, with `threads` threads."""
     safe_extract(mar, into)
-    config = read_model_config(mar)
+    config = Archive.open(mar).config.torchserve_config()
     config.setdefault("handler", {})["threads"] = threads
     return load_handler(into, model_config=config)  # manifest and entry class as the worker reads them
 

@@ -31,8 +31,7 @@ from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 from ts.model_loader import TsModelLoader
 from ts.service import Service
 
-from handlers.config import ModelYaml, worker_config
-from toolkit.archive.mar import read_manifest, read_model_config, safe_extract
+from toolkit.archive.mar import Archive
 
 LOG = logging.getLogger(__name__)
 DEFAULT_METRICS_CONFIG = Path(sys.modules["ts"].__file__).parent / "configs" / "metrics.yaml"
@@ -108,12 +107,10 @@ class ArchiveWorker:
     def __init__(self, mar: str | Path, work_dir: str | Path, gpu_id: int | None = None) -> None:
         self.mar = Path(mar).resolve()
         self.model_dir = Path(work_dir).resolve()
-        manifest = read_manifest(self.mar)["model"]
-        self.name: str = manifest["modelName"]
-        self.version: str = manifest.get("modelVersion", "1.0")
-        # Validated before any archive code runs: a mistyped key is refused here, not ignored.
-        self.config: ModelYaml = worker_config(read_model_config(self.mar), f"{self.mar.name}: model-config")
-        safe_extract(self.mar, self.model_dir)
+        archive = Archive.open(self.mar)  # validated before any archive code runs: a mistyped key is refused
+        self.name, self.version, self.config = archive.name, archive.version, archive.config
+        manifest = archive.manifest["model"]
+        archive.extract(self.model_dir)
         sys.path.insert(0, str(self.model_dir))  # the archive's own `handlers` package wins
         metrics = MetricsCacheYamlImpl(config_file_path=str(DEFAULT_METRICS_CONFIG))
         metrics.initialize_cache()

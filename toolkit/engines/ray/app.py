@@ -10,8 +10,8 @@ from pathlib import Path
 from ray import serve
 from ray.serve.deployment import Application
 
-from handlers.config import ModelYaml, worker_config
-from toolkit.archive.mar import read_manifest, read_model_config
+from handlers.config import ModelYaml
+from toolkit.archive.mar import Archive
 from toolkit.engines.ray.deployment import ArchiveModel, Ingress
 
 INGRESS_NUM_CPUS = 0.0  # the ingress only forwards (async, no compute); it must not take a replica's CPU share
@@ -32,9 +32,8 @@ class ArchiveSpec:
     @classmethod
     def read(cls, mar: Path) -> ArchiveSpec:
         """Manifest and model-config of `mar`, validated by the project's schema (ModelConfigError if not)."""
-        model = read_manifest(mar)["model"]
-        config = worker_config(read_model_config(mar), f"{mar.name}: model-config")
-        return cls(mar.resolve(), model["modelName"], model.get("modelVersion", "1.0"), config)
+        archive = Archive.open(mar)
+        return cls(archive.path, archive.name, archive.version, archive.config)
 
     @property
     def deployment_name(self) -> str:
