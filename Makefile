@@ -14,13 +14,12 @@ GRPC_STUBS := toolkit/client/grpc_gen/__init__.py
 DEMO_SRC := $(wildcard examples/demo_models/*.py) $(wildcard toolkit/export/*.py) toolkit/paths.py
 DEMO_MODELS := mnist tabular
 MODEL_BUILDS := $(DEMO_MODELS:%=build/models/%/.built)
-# What goes into every archive besides its YAML and model file: the handlers package and the archive tool.
-ARCHIVE_SRC := $(wildcard handlers/*.py) $(wildcard toolkit/archive/*.py) toolkit/paths.py toolkit/errors.py
 ARCHIVES := $(patsubst config/models/%.yaml,model_store/%.mar,$(wildcard config/models/*.yaml))
-# archive.model_file of a model YAML (a project-relative path, read without Python so `make help` needs no venv),
-# and what make tracks for it: a demo model's build stamp, or the file itself (a model of your own).
-yaml_model_file = $(shell awk '$$1 == "model_file:" { gsub(/["\047]/, "", $$2); print $$2; exit }' $(1))
-model_input = $(if $(filter $(MODEL_BUILDS),$(dir $(1)).built),$(dir $(1)).built,$(1))
+# What each archive was made of, written by the archive tool beside it (model_store/<name>.mar.d, make's
+# auto-dependency idiom): its YAML, model file (or the demo model's .built stamp), labels, samples, extra files,
+# handler module, the handlers package and the archive tool's own modules. Before an archive's first build
+# there is none: its YAML and the demo models (order-only) are enough.
+-include $(wildcard model_store/*.mar.d)
 
 # The venv is an order-only prerequisite of models and archives: reinstalling it (any pyproject.toml edit)
 # retrains and re-archives nothing.
@@ -33,16 +32,15 @@ $(GRPC_STUBS): $(wildcard proto/*.proto) scripts/gen_grpc.py $(VENV)
 build/models/%/.built: $(DEMO_SRC) | $(VENV)
 	$(PY) -m examples.demo_models.build_models --only $* && touch $@
 
-.SECONDEXPANSION:
-model_store/%.mar: config/models/%.yaml $$(call model_input,$$(call yaml_model_file,config/models/$$*.yaml)) $(ARCHIVE_SRC) | $(VENV)
+model_store/%.mar: config/models/%.yaml | $(VENV) $(MODEL_BUILDS)
 	$(PY) -m toolkit.archive --model $*
 
 # --- targets ---------------------------------------------------------------------------------------------------
 .PHONY: help install models archive serve stop status test test-unit test-integration test-e2e lint bench soak clean monitor monitor-stop image image-serve image-stop kserve-layout kserve-client ray-serve ray-stop ray-status test-cluster
 
 help: ## list the targets and the variables they read
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
-	@grep -E '^#= ' $(MAKEFILE_LIST) | cut -c4-
+	@grep -hE '^[a-z0-9-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+	@grep -hE '^#= ' $(firstword $(MAKEFILE_LIST)) | cut -c4-
 
 #= variables (make VAR=value target, or the environment):
 #=   MODEL=<name> VERSION=<v>  archive: one model; VERSION other than the YAML's writes model_store/<name>_v<v>.mar
@@ -80,7 +78,7 @@ test: $(ARCHIVES) $(GRPC_STUBS) .venv-kserve/.installed ## unit, integration and
 test-unit: $(VENV) $(GRPC_STUBS) ## unit tests only (no models, Java or wrk)
 	@$(PY) -m pytest tests/unit
 
-test-integration: $(MODEL_BUILDS) $(GRPC_STUBS) ## archive, model and Makefile tests (no Java or wrk)
+test-integration: $(ARCHIVES) $(GRPC_STUBS) ## archive, model and Makefile tests (no Java or wrk)
 	@$(PY) -m pytest tests/integration
 
 test-e2e: $(ARCHIVES) $(GRPC_STUBS) .venv-kserve/.installed ## tests against a real TorchServe only (needs Java 17 and wrk)

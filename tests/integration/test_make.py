@@ -1,8 +1,10 @@
 """The Makefile's build graph: an edited input rebuilds what depends on it, and nothing else.
 
 Runs the real Makefile with `make -n` / `make -q` (print the plan, run nothing) in a copy of the project's
-sources under tmp_path, whose build outputs are empty stand-ins with chosen modification times. Nothing is
-trained, archived or started, and the checkout's build/ and model_store/ are never touched.
+sources under tmp_path, whose build outputs are empty stand-ins with chosen modification times, beside the
+dependency files the archive tool wrote for the checkout's archives (`model_store/<name>.mar.d`: what each
+archive was made of). Nothing is trained, archived or started, and the checkout's build/ and model_store/ are
+never touched.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, STORE, require_built
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
 
@@ -61,6 +63,9 @@ def tree(tmp_path: Path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.touch()
         set_mtime(out, T0 + rank * STEP)
+    for name in ARCHIVES:
+        depfile = require_built(STORE / f"{name}.mar.d", "make archive")
+        shutil.copy2(depfile, tmp_path / "model_store" / depfile.name)
     return tmp_path
 
 
@@ -123,9 +128,21 @@ def test_rebuilt_model_rebuilds_the_archives_that_pack_it(tree):
     assert archived(plan(tree, "serve")) == {"mnist", "mnist_torchscript"}
 
 
+def test_depfiles_name_what_each_archive_was_made_of(tree):
+    depfile = (tree / "model_store/mnist.mar.d").read_text()
+    for rel in ("config/models/mnist.yaml", "build/models/mnist/.built", "handlers/image.py",
+                "toolkit/archive/staging.py"):
+        assert f"  {rel} " in depfile or depfile.rstrip().endswith(rel), rel
+    assert "build/models/tabular" not in depfile
+
+
 def test_model_of_your_own_is_tracked_by_its_file(tree):
     text = (tree / "config/models/tabular.yaml").read_text()
     (tree / "config/models/custom.yaml").write_text(text.replace("build/models/tabular/tabular.pt", "mine/custom.pt"))
+    depfile = (tree / "model_store/tabular.mar.d").read_text().replace("build/models/tabular/.built", "mine/custom.pt")
+    for name in ("model_store/{}.mar", "config/models/{}.yaml"):
+        depfile = depfile.replace(name.format("tabular"), name.format("custom"))
+    (tree / "model_store/custom.mar.d").write_text(depfile)  # as the archive tool writes it for custom.yaml
     (tree / "mine").mkdir()
     for rel, rank in (("config/models/custom.yaml", 0), ("mine/custom.pt", 0), ("model_store/custom.mar", 4)):
         (tree / rel).touch()
