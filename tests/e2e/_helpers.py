@@ -182,6 +182,8 @@ def build_variant(base_yaml: Path, name: str, work: Path, store: Path, top: dict
     overridden, archived by toolkit.archive into `store` (no preflight). Returns the .mar path."""
     data = yaml.safe_load(base_yaml.read_text(encoding="utf-8"))
     data.update(top)
+    if "module" in handler:  # a handler of a test's own instead of the library's
+        data["handler"].pop("name")
     data["handler"].update(handler)
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

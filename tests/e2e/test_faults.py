@@ -7,9 +7,10 @@ instead (each on a server of its own, started for that test and stopped by it).
 client timeout. Figures are printed (`pytest -s`) and written as JSON under the test's tmp dir.
 
 Model variants are built from config/models/tabular.yaml by toolkit.archive into the module's own store:
-- tabular_queue:   jobQueueSize 2, batchSize 1, test_delay_ms 1000 (a slow model with a tiny queue)
-- tabular_timeout: responseTimeout 1 s, batchSize 4, maxBatchDelay 200 ms, test_delay_ms 3000
-- tabular_slow:    batchSize 8, test_delay_ms 500 (long enough for requests to be in flight at a stop)
+- tabular_queue:   jobQueueSize 2, batchSize 1, 1000 ms per batch (a slow model with a tiny queue)
+- tabular_timeout: responseTimeout 1 s, batchSize 4, maxBatchDelay 200 ms, 3000 ms per batch
+- tabular_slow:    batchSize 8, 500 ms per batch (long enough for requests to be in flight at a stop)
+The slow ones run the test-only handler tests/e2e/slow_handler.py (`handler.options.delay_ms`).
 - broken_pt / broken_import: tabular.mar with a corrupt model file / a handler importing a missing module
 """
 
@@ -52,6 +53,7 @@ from toolkit.server.process import free_ports
 pytestmark = pytest.mark.e2e
 
 TABULAR_YAML = ROOT / "config" / "models" / "tabular.yaml"
+SLOW_HANDLER = "tests/e2e/slow_handler.py:SlowTabular"  # handler.module, relative to the project root
 QUEUE_SIZE = 2
 QUEUE_DELAY_MS = 1000
 KILL_LOAD_TOTAL = 2000
@@ -73,6 +75,11 @@ def expected_answer() -> dict:
     return {"predictions": labels, "labels": ["malignant" if p == 0 else "benign" for p in labels]}
 
 
+def slow(delay_ms: int) -> dict:
+    """`handler:` keys of the test-only slow handler, sleeping `delay_ms` per batch."""
+    return {"module": SLOW_HANDLER, "options": {"delay_ms": delay_ms}}
+
+
 def build_store(root: Path) -> Path:
     """The module's model store: tabular.mar, the slow/timeout variants and the broken archives."""
     store = root / "store"
@@ -85,7 +92,7 @@ def build_store(root: Path) -> Path:
         root,
         store,
         {**one_worker, "batchSize": 1, "maxBatchDelay": 1, "jobQueueSize": QUEUE_SIZE},
-        {"test_delay_ms": QUEUE_DELAY_MS},
+        slow(QUEUE_DELAY_MS),
     )
     build_variant(
         TABULAR_YAML,
@@ -93,9 +100,9 @@ def build_store(root: Path) -> Path:
         root,
         store,
         {**one_worker, "batchSize": 4, "maxBatchDelay": 200, "responseTimeout": 1},
-        {"test_delay_ms": 3000},
+        slow(3000),
     )
-    build_variant(TABULAR_YAML, "tabular_slow", root, store, {**one_worker, "batchSize": 8}, {"test_delay_ms": 500})
+    build_variant(TABULAR_YAML, "tabular_slow", root, store, {**one_worker, "batchSize": 8}, slow(500))
     rewrite_mar(
         STORE / "tabular.mar",
         store / "broken_pt.mar",
