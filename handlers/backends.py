@@ -1,7 +1,8 @@
 """Inference backends, picked from the model file: TorchScript (`.pt`) or ONNX Runtime (`.onnx`).
 
-A backend maps a float32 batch tensor (N, *input_shape) to a CPU float32 output tensor (N, classes),
-without autograd. The batch may arrive on any device; the backend moves it to its own.
+A backend is called with the model's positional inputs, each a batch tensor (N, ...), and returns what the
+model returns (a tensor, a dict, or a tuple of tensors with N rows; `handlers.outputs` names them), without
+autograd. The inputs may arrive on any device; the backend moves them to its own.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ ONNX_SUFFIXES = (".onnx",)
 
 
 class Backend(Protocol):
-    """Callable model: (N, ...) float32 -> (N, classes) float32 on the CPU."""
+    """Callable model: positional inputs (N, ...) -> the model's outputs (N rows each)."""
 
     name: str
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
+    def __call__(self, *inputs: torch.Tensor) -> object: ...
 
 
 def optimize_torchscript(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
@@ -55,9 +56,9 @@ class TorchScriptBackend:
             except RuntimeError:  # a module freezing cannot handle: serve it as scripted
                 pass
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, *inputs: torch.Tensor) -> object:
         with torch.inference_mode():
-            return self.module(batch.to(self.device, non_blocking=True)).float().cpu()
+            return self.module(*(tensor.to(self.device, non_blocking=True) for tensor in inputs))
 
 
 class OnnxBackend:
@@ -75,12 +76,14 @@ class OnnxBackend:
         if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
         self.session = ort.InferenceSession(str(path), options, providers=providers)
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [node.name for node in self.session.get_inputs()]
+        self.output_names = [node.name for node in self.session.get_outputs()]
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        array = batch.detach().cpu().numpy()
-        (output, *_) = self.session.run(None, {self.input_name: array})
-        return torch.from_numpy(output).float()
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The model's outputs: one tensor for a one-output graph, else a dict by the graph's output names."""
+        feed = {name: tensor.detach().cpu().numpy() for name, tensor in zip(self.input_names, inputs, strict=True)}
+        outputs = [torch.from_numpy(array) for array in self.session.run(None, feed)]
+        return outputs[0] if len(outputs) == 1 else dict(zip(self.output_names, outputs, strict=True))
 
 
 def load_backend(path: Path, device: torch.device, threads: int) -> Backend:

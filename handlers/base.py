@@ -2,39 +2,46 @@
 
     handle(data, context) = postprocess(inference(preprocess(data)))
 
-    preprocess   one row per request -> Batch: each body decoded and validated (`decode`), a client mistake kept
-                 as that request's ClientError; the good requests' inputs concatenated into one tensor
+    preprocess   one row per request -> Batch: each request claimed by a protocol and decoded into `Decoded`
+                 (`decode_request`), a client mistake kept as that request's ClientError; the decoded requests'
+                 inputs collated into the model's batch inputs (`collate`)
     inference    Batch -> Batch with `outputs`: one batched forward of the model on the worker's device
-    postprocess  Batch -> one JSON answer per request, in order (`encode`), a 4xx status and JSON error body
-                 for each refused request
+                 (`forward`), every output named and checked (`handlers.outputs.ModelOutputs`)
+    postprocess  Batch -> one answer per request, in order (`encode_response`): its protocol encodes it from
+                 its own rows of every output, or its ClientError in that protocol's error form
 
-Subclasses implement `decode` (one request body -> `Decoded`, raising `ClientError` for client mistakes),
-`encode` (that request's rows of model output -> a JSON-serialisable answer) and `example_input`; these are
-abstract, so a handler missing one fails at instantiation (the archive preflight), not on its first request.
-A TorchServe user may override `preprocess`, `inference` or `postprocess` as with any TorchServe handler, with
-the inputs and outputs their docstrings state. A request that fails decoding gets its own 4xx and JSON error
-body; its batch-mates are still inferred. Anything raised outside `decode` fails the whole batch (TorchServe
+Subclasses implement `decode` (one TorchServe body -> `Decoded`, raising `ClientError` for client mistakes),
+`encode` (that request's `ModelOutputs` -> a JSON-serialisable answer) and `example_input`; these are abstract,
+so a handler missing one fails at instantiation (the archive preflight), not on its first request. A handler
+lists the other protocols it speaks in `protocols` (e.g. `handlers.oip.OPEN_INFERENCE`, which needs
+`decode_oip`/`encode_oip`); a listed protocol whose methods are missing fails at `initialize`. A TorchServe user
+may override `preprocess`, `inference` or `postprocess` as with any TorchServe handler, with the inputs and
+outputs their docstrings state. Anything raised outside a request's decode fails the whole batch (TorchServe
 answers every request of it with 503).
 """
 
 from __future__ import annotations
 
 import abc
-import json
 import logging
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import torch
+from pydantic import BaseModel
 from ts.torch_handler.base_handler import BaseHandler
 
 from handlers.backends import Backend, load_backend
-from handlers.config import ModelYaml, worker_config
-from handlers.decoding import request_body
-from handlers.errors import ClientError, PayloadTooLarge
+from handlers.config import ModelYaml, parse_options, worker_config
+from handlers.errors import ClientError, ModelConfigError, PayloadTooLarge
+from handlers.manifest import model_version
 from handlers.metrics import HandlerMetrics
+from handlers.outputs import ModelOutputs
+from handlers.protocols import TORCHSERVE_BODIES, Protocol, RequestInfo
 from handlers.worker import apply_threads, choose_threads, load_labels, select_device
 
 logger = logging.getLogger(__name__)
@@ -44,71 +51,136 @@ logger = logging.getLogger(__name__)
 class Decoded:
     """One request after decode and validation.
 
-    `inputs` is (n, *input_shape) float32 with n >= 1; `many` says the client sent a list and gets a list
-    of n answers back; `options` holds per-request flags such as `return_probabilities`.
+    `inputs`: the model's inputs for this request's n items: one tensor (n, ...) for a model of one input, or a
+    tuple of them, one per positional model input (e.g. token ids and attention mask), each with n rows;
+    `many`: the client sent a list and gets a list of n answers back; `options`: per-request settings the
+    handler's `encode` reads (e.g. `return_probabilities`).
     """
 
-    inputs: torch.Tensor
+    inputs: torch.Tensor | tuple[torch.Tensor, ...]
     many: bool = False
-    options: dict = field(default_factory=dict)
+    options: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The positional model inputs, as a tuple."""
+        return self.inputs if isinstance(self.inputs, tuple) else (self.inputs,)
+
+    @property
+    def count(self) -> int:
+        """n: the items (rows) this request sends through the model."""
+        return len(self.tensors[0])
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One request of a batch after decode: the request, the protocol that claimed it, what that protocol
+    parsed (handed back to its `encode`), and its `Decoded` or the ClientError it will be answered with."""
+
+    request: RequestInfo
+    protocol: Protocol
+    result: Decoded | ClientError
+    envelope: object = None
 
 
 @dataclass(frozen=True)
 class Batch:
     """One TorchServe batch on its way through preprocess -> inference -> postprocess.
 
-    `requests`: one entry per request of the batch, in order: its `Decoded` inputs, or the `ClientError` it will
-        be answered with.
-    `inputs`: (N, *input_shape) float32 on the CPU: the inputs of every decoded request concatenated in request
-        order (N = the sum of their n); None when every request was refused.
-    `outputs`: (N, classes) float32 on the CPU, set by `inference`: row i scores `inputs[i]`. Scores are whatever
-        the model returns (our models return log-probabilities); `encode` takes their softmax.
+    `entries`: one per request of the batch, in order (see `Entry`).
+    `inputs`: the model's positional inputs for every decoded request, collated in request order (N rows
+        each, N = the sum of their n), on the CPU; None when every request was refused.
+    `outputs`: set by `inference`: every model output with N rows, row i from the inputs' row i.
     """
 
-    requests: list[Decoded | ClientError]
-    inputs: torch.Tensor | None = None
-    outputs: torch.Tensor | None = None
+    entries: list[Entry]
+    inputs: tuple[torch.Tensor, ...] | None = None
+    outputs: ModelOutputs | None = None
 
     @property
     def decoded(self) -> list[Decoded]:
         """The requests that decoded, in order (those whose rows make up `inputs` and `outputs`)."""
-        return [request for request in self.requests if isinstance(request, Decoded)]
+        return [entry.result for entry in self.entries if isinstance(entry.result, Decoded)]
 
-    def split_outputs(self) -> list[torch.Tensor]:
-        """`outputs` split back per decoded request: one (n, classes) tensor each, in order."""
+    @property
+    def results(self) -> list[Decoded | ClientError]:
+        """Each request's Decoded or ClientError, in order."""
+        return [entry.result for entry in self.entries]
+
+    def with_outputs(self, raw: object, selector: str | int | None = None) -> Batch:
+        """This batch with `outputs` from a forward's result over its inputs (named, one row per input checked;
+        `selector`: the output the handler reads when there are several, `handler.output`)."""
+        return replace(self, outputs=ModelOutputs.of(raw, selector, len(self.inputs[0])))
+
+    def split_outputs(self) -> list[ModelOutputs]:
+        """`outputs` split back per decoded request, in order."""
         if self.inputs is None:
             return []
-        if self.outputs is None or len(self.outputs) != len(self.inputs):
-            got = None if self.outputs is None else len(self.outputs)
-            raise RuntimeError(f"inference gave {got} output rows for {len(self.inputs)} inputs")
-        return list(torch.split(self.outputs, [len(item.inputs) for item in self.decoded]))
+        if self.outputs is None:
+            raise RuntimeError("postprocess got a batch without outputs: inference did not run")
+        return self.outputs.split([item.count for item in self.decoded])
 
 
-class ServingHandler(BaseHandler):
-    """Base of our handlers. Subclasses must define decode, encode and example_input (abstract methods)."""
+class ServingHandler(BaseHandler, abc.ABC):
+    """Base of our handlers. Subclasses define decode, encode and example_input (abstract methods), and list
+    the protocols they speak besides TorchServe's own bodies in `protocols`."""
+
+    protocols: ClassVar[tuple[Protocol, ...]] = ()
+    # The `handler:` section this handler reads (required in its YAML), and the pydantic model of its
+    # `handler.options` (None: it takes none).
+    section: ClassVar[str | None] = None
+    options_model: ClassVar[type[BaseModel] | None] = None
+    # Whether an answer covers one item (a list of answers for a list) or a whole request (tabular rows).
+    answer_per_item: ClassVar[bool] = True
 
     config: ModelYaml
     model: Backend
     labels: list[str] | None
-    handler_metrics: HandlerMetrics | None = None  # created at the first batch (handlers.metrics)
+    handler_metrics: HandlerMetrics | None = None  # at the first batch: an engine may set the sink after load
 
     def initialize(self, context) -> None:
-        """Validate the model config, pick device and threads, load model and labels, warm up."""
+        """Validate the model config, the handler's settings section and options, and the protocols; pick
+        device and threads, load model and labels, warm up (the first request must not pay for lazy init)."""
         self.context = context
-        self.config = worker_config(context.model_yaml_config)
-        self.settings = self.config.handler
+        self.configure(worker_config(context.model_yaml_config))
+        self.model_name, self.model_version = context.model_name, model_version(context.manifest)
         model_dir = Path(context.system_properties["model_dir"])
         self.device = select_device(context.system_properties)
-        cores = len(os.sched_getaffinity(0))
-        self.threads = choose_threads(self.settings.threads, self.config.max_workers, cores)
+        self.threads = choose_threads(self.settings.threads, self.config.max_workers, len(os.sched_getaffinity(0)))
         apply_threads(self.threads)
-        model_file = model_dir / context.manifest["model"]["serializedFile"]
-        self.model = load_backend(model_file, self.device, self.threads)
+        self.model = load_backend(model_dir / context.manifest["model"]["serializedFile"], self.device, self.threads)
         self.labels = load_labels(model_dir / self.settings.labels if self.settings.labels else None)
-        self.model(self.example_input())  # warm-up: the first request must not pay for lazy init
+        self.check_outputs(self.warm_up())
         self.initialized = True
         logger.info("%s ready: device=%s threads=%d backend=%s", context.model_name, self.device,
                     self.threads, self.model.name)
+
+    def configure(self, config: ModelYaml) -> None:
+        """Take the validated model YAML: the settings section this handler reads (`section`), its options
+        (`options_model`), and the protocols it speaks (each checks the methods it needs). ModelConfigError
+        names what is missing or wrong; nothing is loaded yet."""
+        self.config, self.settings = config, config.handler
+        if self.section is not None:
+            self.settings.section(self.section)
+        self.options = parse_options(self.options_model, self.settings.options, type(self).__name__)
+        self.speaks = (*self.protocols, TORCHSERVE_BODIES)
+        for protocol in self.speaks:
+            protocol.check(self)
+
+    def warm_up(self) -> ModelOutputs:
+        """One forward of `example_input`; its outputs, named and checked (`handler.output` must name one)."""
+        example = self.example_input()
+        inputs = example if isinstance(example, tuple) else (example,)
+        outputs = ModelOutputs.of(self.forward(inputs), self.settings.output, len(inputs[0]))
+        missing = [name for name in self.settings.extra_outputs if name not in outputs.named]
+        if missing:
+            raise ModelConfigError(f"handler.extra_outputs {missing}: the model has no such output; it has "
+                                   f"{list(outputs.named)}")
+        return outputs
+
+    def check_outputs(self, outputs: ModelOutputs) -> None:
+        """Refuse, at start, a model whose warm-up outputs this handler cannot read (ModelConfigError). The
+        classifiers check that the output has one column per label."""
 
     @abc.abstractmethod
     def decode(self, body: object) -> Decoded:
@@ -118,24 +190,24 @@ class ServingHandler(BaseHandler):
         """
 
     @abc.abstractmethod
-    def encode(self, outputs: torch.Tensor, item: Decoded) -> object:
-        """(n, classes) model output rows of one request (n = len(item.inputs)) -> its JSON-serialisable answer."""
+    def encode(self, outputs: ModelOutputs, item: Decoded) -> object:
+        """One request's rows of every model output (`outputs.main`: the output the handler reads, n rows for
+        n = item.count) -> its JSON-serialisable answer."""
 
     @abc.abstractmethod
-    def example_input(self) -> torch.Tensor:
-        """A valid (1, *input_shape) model input for the warm-up forward of `initialize`."""
+    def example_input(self) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Valid model inputs of one item (each (1, ...)) for the warm-up forward of `initialize`."""
 
     def handle(self, data: list[dict], context) -> list[bytes]:
         """TorchServe's entry point for one batch: `postprocess(inference(preprocess(data)))`.
 
-        `data` holds one row per request, as TorchServe's worker builds it; the result is one JSON answer (bytes)
+        `data` holds one row per request, as TorchServe's worker builds it; the result is one answer (bytes)
         per request, in order. `inference` is skipped when every request of the batch was refused. What the
-        batch did (outcome per request, batch size, decode and inference times) goes to `context.metrics`
-        (handlers.metrics).
+        batch did goes to the engine's metrics sink (handlers.metrics).
         """
         self.context = context
         if self.handler_metrics is None:
-            self.handler_metrics = HandlerMetrics.for_context(context)
+            self.handler_metrics = HandlerMetrics.for_context(context, self.config.batch_size)
         start = time.perf_counter()
         try:
             batch = self.preprocess(data)
@@ -149,47 +221,76 @@ class ServingHandler(BaseHandler):
         except Exception:
             self.handler_metrics.failed(len(data))
             raise
-        self.handler_metrics.batch(
-            batch.requests, 0 if batch.inputs is None else len(batch.inputs), 1e3 * (decoded - start),
-            None if batch.inputs is None else 1e3 * (inferred - decoded), 1e3 * (time.perf_counter() - start),
-        )
-        logger.info("batch: requests=%d inputs=%d rejected=%d", len(data),
-                    0 if batch.inputs is None else len(batch.inputs), len(data) - len(batch.decoded))
+        inputs = 0 if batch.inputs is None else len(batch.inputs[0])
+        self.handler_metrics.batch(batch.results, inputs, 1e3 * (decoded - start),
+                                   None if batch.inputs is None else 1e3 * (inferred - decoded),
+                                   1e3 * (time.perf_counter() - start))
+        logger.info("batch: requests=%d inputs=%d rejected=%d", len(data), inputs, len(data) - len(batch.decoded))
         return answers
 
     def preprocess(self, data: list[dict]) -> Batch:
-        """One row per request (TorchServe's `{"body": ...}`, form fields or gRPC inputs) -> Batch.
-
-        Each request's body is found (`request_body`), decoded and validated (`decode`, `check_count`); a
-        ClientError is kept as that request's entry. The decoded inputs are concatenated on the CPU.
-        """
-        requests = [self._decode_one(idx, row) for idx, row in enumerate(data)]
-        decoded = [request for request in requests if isinstance(request, Decoded)]
-        inputs = torch.cat([item.inputs for item in decoded]) if decoded else None
-        return Batch(requests, inputs)
+        """One row per request (TorchServe's `{"body": ...}`, form fields or gRPC inputs) -> Batch: each request
+        decoded by the protocol that claims it (`decode_request`); the decoded ones collated on the CPU."""
+        entries = [self.decode_request(self.request_info(idx, row)) for idx, row in enumerate(data)]
+        batch = Batch(entries)
+        return replace(batch, inputs=self.collate(batch.decoded)) if batch.decoded else batch
 
     def inference(self, batch: Batch) -> Batch:
-        """Batch with `inputs` -> the same Batch with `outputs`: one forward over all inputs.
-
-        The backend moves `inputs` to the worker's device (`self.device`) and returns (N, classes) float32 on the
-        CPU, without autograd. `self.model` is that backend; call it rather than a module of your own.
-        """
-        if self.settings.test_delay_ms:
-            time.sleep(self.settings.test_delay_ms / 1000)
-        return replace(batch, outputs=self.model(batch.inputs))
+        """Batch with `inputs` -> the same Batch with `outputs`: one forward over all inputs (`forward`),
+        every output checked to have one row per input."""
+        return batch.with_outputs(self.forward(batch.inputs), self.settings.output)
 
     def postprocess(self, batch: Batch) -> list[bytes]:
-        """Batch -> one answer per request, in order: `encode` of its output rows as JSON bytes, or its error.
-
-        A refused request gets its ClientError's status (`context.set_response_status(code, phrase, idx)`) and
-        body `{"code", "type", "message"}`; every answer gets `Content-Type: application/json`.
-        """
+        """Batch -> one answer per request, in order (`encode_response`)."""
         outputs = iter(batch.split_outputs())
-        return [
-            self._reject(idx, request) if isinstance(request, ClientError)
-            else self._accept(idx, request, next(outputs))
-            for idx, request in enumerate(batch.requests)
-        ]
+        return [self.encode_response(entry, None if isinstance(entry.result, ClientError) else next(outputs))
+                for entry in batch.entries]
+
+    # ---- the per-request seam -----------------------------------------------------------------------------
+
+    def request_info(self, idx: int, row: dict) -> RequestInfo:
+        """Request `idx` of the current batch: its row, its headers (read once), TorchServe's request id."""
+        headers = self.context.get_all_request_header(idx) or {}
+        ids = getattr(self.context, "request_ids", None) or {}
+        return RequestInfo(idx, row, headers, str(ids.get(idx, idx)))
+
+    def decode_request(self, request: RequestInfo) -> Entry:
+        """The first protocol this handler speaks that claims `request` parses it and decodes it into the
+        handler's Decoded (then `check_count`); a ClientError on the way is that request's answer."""
+        protocol = next(p for p in self.speaks if p.claims(request))
+        envelope = None
+        try:
+            envelope = protocol.parse(request)
+            item = protocol.decode(self, envelope)
+            self.check_count(item.count)
+        except ClientError as error:
+            return Entry(request, protocol, error, envelope)
+        return Entry(request, protocol, item, envelope)
+
+    def encode_response(self, entry: Entry, outputs: ModelOutputs | None) -> bytes:
+        """One request's answer from its protocol; its status, content type and headers set on the context."""
+        if isinstance(entry.result, ClientError):
+            reply = entry.protocol.refuse(entry.request, entry.result)
+        else:
+            reply = entry.protocol.encode(self, entry.request, entry.envelope, entry.result, outputs)
+        idx = entry.request.index
+        if reply.status != 200:
+            self.context.set_response_status(reply.status, reply.phrase, idx)
+        self.context.set_response_content_type(idx, reply.content_type)
+        for name, value in reply.headers.items():
+            self.context.set_response_header(idx, name, value)
+        return reply.body
+
+    # ---- the batch around the forward ---------------------------------------------------------------------
+
+    def collate(self, items: Sequence[Decoded]) -> tuple[torch.Tensor, ...]:
+        """The decoded requests' inputs -> the model's batch inputs: each positional input concatenated in
+        request order. A handler whose requests need padding to a common size overrides this."""
+        return tuple(torch.cat(parts) for parts in zip(*(item.tensors for item in items), strict=True))
+
+    def forward(self, inputs: tuple[torch.Tensor, ...]) -> object:
+        """One forward of the backend (`self.model`) on the worker's device; outputs back on the CPU."""
+        return self.model(*inputs)
 
     def check_count(self, count: int) -> None:
         """Refuse a request of more than `max_inputs_per_request` inputs (subclasses may call it before decoding)."""
@@ -197,25 +298,27 @@ class ServingHandler(BaseHandler):
         if count > limit:
             raise PayloadTooLarge(f"{count} inputs in one request; at most {limit} allowed")
 
-    def request_content_type(self, idx: int) -> str | None:
-        """The Content-Type header of request `idx` of the current batch (any letter case), or None."""
-        headers = self.context.get_all_request_header(idx) or {}
-        return next((value for key, value in headers.items()
-                     if key.lower() == "content-type" and isinstance(value, str)), None)
+    def answer_with_extras(self, answer: object, outputs: ModelOutputs, item: Decoded) -> object:
+        """`answer` with the outputs the YAML lists in `handler.extra_outputs` added, each under its name:
+        per item (each answer of a list gets its own row) or, for a per-request answer, all n rows."""
+        names = self.settings.extra_outputs
+        if not names:
+            return answer
+        rows = {name: _plain(outputs[name]) for name in names}
+        if not self.answer_per_item:
+            return {**answer, **rows}
+        answers = answer if item.many else [answer]
+        merged = [{**one, **{name: values[i] for name, values in rows.items()}} for i, one in enumerate(answers)]
+        return merged if item.many else merged[0]
 
-    def _decode_one(self, idx: int, row: dict) -> Decoded | ClientError:
-        try:
-            item = self.decode(request_body(row, self.request_content_type(idx)))
-            self.check_count(len(item.inputs))
-        except ClientError as error:
-            return error
-        return item
 
-    def _accept(self, idx: int, item: Decoded, output: torch.Tensor) -> bytes:
-        self.context.set_response_content_type(idx, "application/json")
-        return json.dumps(self.encode(output, item), separators=(",", ":")).encode()
+def _plain(rows: object) -> list:
+    """One output's rows as JSON-serialisable lists (floats rounded to 6 decimals)."""
+    if isinstance(rows, torch.Tensor):
+        values = rows.tolist()
+        return _round(values) if rows.is_floating_point() else values
+    return [{key: _plain(value) for key, value in row.items()} for row in rows]
 
-    def _reject(self, idx: int, error: ClientError) -> bytes:
-        self.context.set_response_status(error.status, error.phrase, idx)
-        self.context.set_response_content_type(idx, "application/json")
-        return json.dumps(error.to_body()).encode()
+
+def _round(values: object) -> object:
+    return [_round(v) for v in values] if isinstance(values, list) else round(values, 6)

@@ -28,19 +28,20 @@ class _Strict(BaseModel):
 
 
 class ImageInput(_Strict):
-    """How an image request becomes a (channels, height, width) float tensor."""
+    """How an image request becomes a (channels, height, width) float tensor. The model's geometry and
+    normalisation are required: no model's values are filled in for another's."""
 
-    width: Annotated[int, Field(ge=1, le=4096)] = 28
-    height: Annotated[int, Field(ge=1, le=4096)] = 28
-    channels: Literal[1, 3] = 1
-    mean: Annotated[list[float], Field(min_length=1, max_length=3)] = [0.1307]
-    std: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1, max_length=3)] = [0.3081]
-    # Background of incoming images: "dark" = white ink on black (MNIST), "light" = dark ink on white
-    # (inverted before inference), "auto" = decided per image from its border pixels.
-    background: Literal["auto", "dark", "light"] = "auto"
-    # "digit_box": crop the ink, fit it into a 20x20 box and centre it by mass in 28x28 (MNIST layout),
-    # "stretch": plain resize to width x height.
-    fit: Literal["digit_box", "stretch"] = "digit_box"
+    width: Annotated[int, Field(ge=1, le=4096)]
+    height: Annotated[int, Field(ge=1, le=4096)]
+    channels: Literal[1, 3]
+    mean: Annotated[list[float], Field(min_length=1, max_length=3)]
+    std: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1, max_length=3)]
+    # Background of incoming images: "dark" = as they come (no inversion), "light" = dark ink on white,
+    # inverted to white-on-black before inference, "auto" = decided per image from its border pixels (digits).
+    background: Literal["auto", "dark", "light"] = "dark"
+    # "stretch": plain resize to width x height; "digit_box": crop the ink, fit it into a 20x20 box and centre
+    # it by mass in 28x28 (the MNIST layout, grayscale only).
+    fit: Literal["digit_box", "stretch"] = "stretch"
     # Declared width*height of an encoded image above which it is refused before decoding.
     max_pixels: Annotated[int, Field(ge=1, le=100_000_000)] = 4_000_000
 
@@ -48,22 +49,48 @@ class ImageInput(_Strict):
 class TabularInput(_Strict):
     """Expected feature vector of a tabular request."""
 
-    num_features: Annotated[int, Field(ge=1, le=100_000)] = 30
+    num_features: Annotated[int, Field(ge=1, le=100_000)]
+
+
+# `handler.module`: a handler class of your own, `path/to/file.py:ClassName` (a path relative to the project root).
+MODULE_PATTERN = r"^[A-Za-z0-9_./-]+\.py:[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class HandlerSettings(_Strict):
-    """The `handler:` section: what our handlers read inside the worker."""
+    """The `handler:` section: what our handlers read inside the worker. Exactly one of `name` (a handler of
+    the library) and `module` (one of your own); the section the handler reads (`image`, `tabular`, ...) is
+    required by the handler itself (`ServingHandler.section`), and `options` is validated by its own model."""
 
-    name: Literal[HANDLER_NAMES]
-    labels: str = "index_to_name.json"
+    name: Literal[HANDLER_NAMES] | None = None
+    module: Annotated[str, Field(pattern=MODULE_PATTERN)] | None = None
+    options: dict[str, object] = {}
+    labels: str | None = "index_to_name.json"
     top_k: Annotated[int, Field(ge=0, le=1000)] = 0  # 0 = every class
     # torch intra-op threads per worker; 0 = automatic: CPU cores / maxWorkers, at least 1.
     threads: Annotated[int, Field(ge=0, le=256)] = 0
     max_inputs_per_request: Annotated[int, Field(ge=1, le=100_000)] = 64
+    # The model output the handler reads when the model has several (a dict key, or a tuple index), and the
+    # other outputs added to each answer under their names.
+    output: str | Annotated[int, Field(ge=0)] | None = None
+    extra_outputs: list[str] = []
     image: ImageInput | None = None
     tabular: TabularInput | None = None
-    # Test-only: sleep this long inside inference, to exercise responseTimeout. Never set in shipped YAMLs.
-    test_delay_ms: Annotated[int, Field(ge=0, le=600_000)] = 0
+
+    @model_validator(mode="after")
+    def _one_handler(self) -> HandlerSettings:
+        if (self.name is None) == (self.module is None):
+            raise ValueError("handler: set exactly one of name (a handler of the library: "
+                             f"{', '.join(HANDLER_NAMES)}) and module (path/to/file.py:ClassName of your own)")
+        return self
+
+    def section(self, key: str) -> object:
+        """The settings section `key` (`image`, `tabular`, ...) a handler reads; ModelConfigError naming the
+        handler when the YAML has none (the schema fills in no model's values)."""
+        value = getattr(self, key, None)
+        if value is None:
+            raise ModelConfigError(f"handler {self.name or self.module} reads handler.{key}, which the YAML lacks; "
+                                   f"add a handler.{key}: section (see docs/custom-handlers.md for its keys)")
+        return value
 
 
 class RaySettings(_Strict):
@@ -156,14 +183,31 @@ class ModelYaml(_Strict):
         return self.model_dump(by_alias=True, exclude_none=True, exclude={"archive"})
 
 
-def _describe(error: dict) -> str:
+def _describe(error: dict, prefix: str = "") -> str:
     """One pydantic error as `key = value: what is allowed`."""
-    key = ".".join(str(part) for part in error["loc"])
+    key = prefix + ".".join(str(part) for part in error["loc"]) if error["loc"] else ""
     if not key:
         return error["msg"].removeprefix("Value error, ")
+    if error["type"] == "missing":
+        return f"{key}: required, and missing"
     if error["type"] == "extra_forbidden":
-        return f"unknown key '{key}' = {error['input']!r} (TorchServe would ignore it silently)"
+        reason = "no such option" if prefix else "TorchServe would ignore it silently"
+        return f"unknown key '{key}' = {error['input']!r} ({reason})"
     return f"{key} = {error.get('input')!r}: {error['msg']}"
+
+
+def parse_options(model: type[BaseModel] | None, options: dict, handler: str) -> BaseModel | None:
+    """`handler.options` validated by the handler's own pydantic model (`ServingHandler.options_model`), with
+    the schema's error style; ModelConfigError when the handler takes no options but the YAML gives some."""
+    if model is None:
+        if options:
+            raise ModelConfigError(f"handler.options {sorted(options)}: {handler} takes no options")
+        return None
+    try:
+        return model.model_validate(options)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err, prefix="handler.options.") for err in exc.errors())
+        raise ModelConfigError(f"{handler}: {problems}") from None
 
 
 def parse_model_yaml(data: object, source: str) -> ModelYaml:

@@ -23,11 +23,13 @@ import torch
 from handlers import imaging
 from handlers.answers import ImageAnswer
 from handlers.base import Decoded, ServingHandler
+from handlers.classification import check_class_scores, class_probabilities
 from handlers.config import ImageInput
 from handlers.decoding import check_finite, decode_base64, numeric_array, read_body
 from handlers.errors import ClientError, ValidationError
 from handlers.imaging import digit_box, image_pixels, light_background, open_image, resize
-from handlers.oip import OipError, OipHandler, Tensor, finite_float32
+from handlers.oip import OPEN_INFERENCE, OipError, OipRequest, class_scores, finite_float32, single_input
+from handlers.outputs import ModelOutputs
 
 PAYLOAD_KEYS = ("image", "data", "inputs")
 
@@ -43,15 +45,20 @@ def unwrap_payload(body: object, max_npy_bytes: int) -> object:
     return body
 
 
-class ImageClassifier(OipHandler, ServingHandler):
+class ImageClassifier(ServingHandler):
     """Image classification with the contract of `handlers.base`; settings from `handler.image`. Also speaks the
     Open Inference Protocol (`handlers.oip`): one FP32 or UINT8 tensor of n images."""
 
-    oip_datatypes = ("FP32", "UINT8")
+    protocols = (OPEN_INFERENCE,)
+    section = "image"
+    oip_outputs = ("probabilities", "predicted_label")
 
     @property
     def image(self) -> ImageInput:
-        return self.settings.image or ImageInput()
+        return self.settings.image
+
+    def check_outputs(self, outputs: ModelOutputs) -> None:
+        check_class_scores(outputs, self.labels)
 
     def example_input(self) -> torch.Tensor:
         s = self.image
@@ -62,10 +69,11 @@ class ImageClassifier(OipHandler, ServingHandler):
         images, many = self.pixel_images(payload)
         return Decoded(self.to_tensor(images), many=many)
 
-    def decode_oip(self, tensor: Tensor) -> Decoded:
-        """An OIP input tensor of intensities 0..255 (as the JSON form), shape [n, H, W] or [n, 1, H, W] for
-        grayscale, [n, H, W, 3] or [n, 3, H, W] for colour -> Decoded (always a list of n)."""
+    def decode_oip(self, request: OipRequest) -> Decoded:
+        """The request's one input tensor (FP32 or UINT8) of intensities 0..255 (as the JSON form), shape
+        [n, H, W] or [n, 1, H, W] for grayscale, [n, H, W, 3] or [n, 3, H, W] for colour -> Decoded (a list)."""
         s = self.image
+        tensor = single_input(request, ("FP32", "UINT8"))
         array = finite_float32(tensor)
         if array.ndim == 4 and array.shape[1] == s.channels and (s.channels == 1 or array.shape[3] != 3):
             array = array[:, 0] if s.channels == 1 else array.transpose(0, 2, 3, 1)
@@ -143,11 +151,14 @@ class ImageClassifier(OipHandler, ServingHandler):
         """Configured mean and std as (C,) float32 arrays, built once per worker rather than per request."""
         return imaging.normalisation(self.image)
 
-    def encode(self, outputs: torch.Tensor, item: Decoded) -> ImageAnswer | list[ImageAnswer]:
+    def encode(self, outputs: ModelOutputs, item: Decoded) -> ImageAnswer | list[ImageAnswer]:
         """(n, classes) scores of one request's n images -> one answer, or a list of n when a list was sent."""
-        probabilities = torch.softmax(outputs, dim=1).tolist()  # one conversion per request, not one per value
+        probabilities = class_probabilities(outputs).tolist()  # one conversion per request, not one per value
         answers = [self.answer(row) for row in probabilities]
         return answers if item.many else answers[0]
+
+    def encode_oip(self, outputs: ModelOutputs, item: Decoded) -> dict[str, np.ndarray]:
+        return class_scores(outputs.main)
 
     def answer(self, probabilities: list[float]) -> ImageAnswer:
         """One image's answer from its probabilities, one per class in index order (ties: the lowest index)."""

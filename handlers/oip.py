@@ -19,26 +19,33 @@ Response `{"model_name", "model_version", "id", "outputs": [{"name", "shape", "d
          request's own, else TorchServe's request id.
 Errors   `{"error": "<message>"}` with the request's 4xx (`OipError`); the rest of its batch is answered.
 
-`OipHandler` is the mixin our handlers put before `ServingHandler`: it routes each OIP request through
-`decode_oip` (the subclass's: one input tensor -> `Decoded`) and encodes its answer from the model's scores
-(`probabilities` FP32 [n, classes] and `predicted_label` INT64 [n]); other routes keep `decode`/`encode`.
+`OpenInference` is the protocol (`handlers.protocols`) a handler lists to speak it: it claims each request
+TorchServe routed from an OIP path, hands the parsed `OipRequest` to the handler's `decode_oip`, and sends the
+arrays of its `encode_oip` (the classifiers: `probabilities` FP32 [n, classes], `predicted_label` INT64 [n]) as
+the answer's output tensors; other routes keep TorchServe's bodies (`decode`/`encode`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from handlers.decoding import request_body
 from handlers.errors import ClientError
+from handlers.protocols import JSON_CONTENT_TYPE, Protocol, Reply, RequestInfo, header_value, json_bytes
+
+if TYPE_CHECKING:  # annotations only
+    from handlers.base import Decoded, ServingHandler
+    from handlers.outputs import ModelOutputs
 
 BINARY_HEADER = "inference-header-content-length"
 BINARY_CONTENT_TYPE = "application/octet-stream"
-JSON_CONTENT_TYPE = "application/json"
 # OIP datatype -> numpy dtype (little-endian, as the binary extension sends them). BYTES is not a numeric tensor.
 DATATYPES: dict[str, np.dtype] = {
     name: np.dtype(code).newbyteorder("<")
@@ -95,27 +102,18 @@ class OipRequest:
         return name in self.binary if self.outputs is not None else self.binary_default
 
 
-def header(headers: dict | None, name: str) -> str | None:
-    """A request header's value, whatever its letter case (TorchServe keeps the client's), or None."""
-    for key, value in (headers or {}).items():
-        key = key.decode("latin-1") if isinstance(key, (bytes, bytearray)) else str(key)
-        if key.lower() == name:
-            return value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else str(value)
-    return None
-
-
-def is_oip_route(headers: dict | None) -> bool:
+def is_oip_route(headers: Mapping | None) -> bool:
     """Whether TorchServe routed this request from a KServe path (`/v2/models/<m>/infer`, also `/v1/...`):
     it carries TorchServe's `explain` header but not the `url_path` header that `/predictions` adds."""
-    return header(headers, "explain") is not None and header(headers, "url_path") is None
+    return header_value(headers, "explain") is not None and header_value(headers, "url_path") is None
 
 
 # ---- request ------------------------------------------------------------------------------------------------
 
 
-def parse_request(body: object, headers: dict | None) -> OipRequest:
+def parse_request(body: object, headers: Mapping | None) -> OipRequest:
     """One OIP request body (as TorchServe hands it over) and its headers -> OipRequest, or OipError."""
-    envelope, binary = _split_binary(body, header(headers, BINARY_HEADER))
+    envelope, binary = _split_binary(body, header_value(headers, BINARY_HEADER))
     if not isinstance(envelope, dict):
         raise OipError(f"an inference request must be a JSON object with 'inputs'; got {type(envelope).__name__}")
     unknown = sorted(set(envelope) - REQUEST_KEYS)
@@ -285,9 +283,21 @@ def finite_float32(tensor: Tensor) -> np.ndarray:
 
 # ---- response -----------------------------------------------------------------------------------------------
 
+# numpy dtype kind+size -> OIP datatype, for the arrays a handler's `encode_oip` returns.
+OUTPUT_DATATYPES: dict[np.dtype, str] = {dtype.newbyteorder("="): name for name, dtype in DATATYPES.items()}
 
-def output_tensors(scores: torch.Tensor) -> dict[str, np.ndarray]:
-    """(n, classes) model scores -> `probabilities` FP32 [n, classes] (softmax) and `predicted_label` INT64 [n]."""
+
+def output_datatype(name: str, array: np.ndarray) -> str:
+    """The OIP datatype of an output array (its dtype); TypeError for a dtype OIP has no name for."""
+    datatype = OUTPUT_DATATYPES.get(array.dtype.newbyteorder("="))
+    if datatype is None:
+        raise TypeError(f"output {name!r} has dtype {array.dtype}, which has no OIP datatype")
+    return datatype
+
+
+def class_scores(scores: torch.Tensor) -> dict[str, np.ndarray]:
+    """(n, classes) model scores -> `probabilities` FP32 [n, classes] (softmax) and `predicted_label` INT64 [n]:
+    the outputs of the classifiers."""
     probabilities = torch.softmax(scores.float(), dim=1)
     return {
         "probabilities": probabilities.numpy().astype("<f4"),
@@ -295,25 +305,23 @@ def output_tensors(scores: torch.Tensor) -> dict[str, np.ndarray]:
     }
 
 
-OUTPUT_DATATYPES = {"probabilities": "FP32", "predicted_label": "INT64"}
-
-
-def check_outputs(request: OipRequest) -> None:
-    """Refuse a request that asks for an output these handlers do not produce."""
-    unknown = [name for name in request.outputs or () if name not in OUTPUT_DATATYPES]
+def check_outputs(request: OipRequest, names: Sequence[str]) -> None:
+    """Refuse a request that asks for an output the handler does not produce (`names`)."""
+    unknown = [name for name in request.outputs or () if name not in names]
     if unknown:
-        raise OipError(f"unknown output {unknown[0]!r}; this model has outputs {list(OUTPUT_DATATYPES)}")
+        raise OipError(f"unknown output {unknown[0]!r}; this model has outputs {list(names)}")
 
 
-def encode_response(request: OipRequest, tensors: dict[str, np.ndarray], model_name: str, model_version: str,
+def encode_response(request: OipRequest, tensors: Mapping[str, np.ndarray], model_name: str, model_version: str,
                     request_id: str) -> tuple[bytes, int | None]:
-    """The response body and, with binary outputs, the length of its JSON part (else None)."""
+    """The response body and, with binary outputs, the length of its JSON part (else None). `tensors` holds
+    every output the handler produced; the request's `outputs` (when given) picks and orders them."""
     outputs, raw = [], []
-    for name in request.outputs or list(OUTPUT_DATATYPES):
+    for name in request.outputs or list(tensors):
         array = tensors[name]
-        entry: dict = {"name": name, "shape": list(array.shape), "datatype": OUTPUT_DATATYPES[name]}
+        entry: dict = {"name": name, "shape": list(array.shape), "datatype": output_datatype(name, array)}
         if request.sends_binary(name):
-            data = np.ascontiguousarray(array).tobytes()
+            data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
             entry["parameters"] = {"binary_data_size": len(data)}
             raw.append(data)
         else:
@@ -325,45 +333,42 @@ def encode_response(request: OipRequest, tensors: dict[str, np.ndarray], model_n
     return (text + b"".join(raw), len(text)) if raw else (text, None)
 
 
-class OipHandler:
-    """Mixin for `ServingHandler` subclasses (put it first: `class X(OipHandler, ServingHandler)`): requests
-    TorchServe routed from `/v2/models/<model>/infer` are decoded by `decode_oip` and answered in OIP form;
-    every other request goes through `decode`/`encode` unchanged. Each decoded OIP request keeps its parsed
-    request in `Decoded.options["oip"]`."""
+class OpenInference(Protocol[OipRequest]):
+    """The Open Inference Protocol as a composed part: claims the requests TorchServe routed from
+    `/v2/models/<model>/infer`, parses them (`parse_request`), and calls the handler's
+    `decode_oip(request: OipRequest) -> Decoded` and `encode_oip(outputs: ModelOutputs, item) -> {name: array}`;
+    the handler's `oip_outputs` names the outputs it produces (a request asking for another is refused)."""
 
-    oip_datatypes: tuple[str, ...] = ("FP32",)
+    name = "Open Inference Protocol"
+    requires = ("decode_oip", "encode_oip")
 
-    def decode_oip(self, tensor: Tensor):  # -> handlers.base.Decoded
-        """The request's one input tensor (datatype already checked against `oip_datatypes`) -> Decoded.
-        Raise ClientError for what the client must fix."""
-        raise NotImplementedError
+    def claims(self, request: RequestInfo) -> bool:
+        return is_oip_route(request.headers)
 
-    def _decode_one(self, idx: int, row: dict):
-        headers = self.context.get_all_request_header(idx) or {}
-        if not is_oip_route(headers):
-            return super()._decode_one(idx, row)
+    def parse(self, request: RequestInfo) -> OipRequest:
         try:
-            request = parse_request(request_body(row), headers)
-            check_outputs(request)
-            item = self.decode_oip(single_input(request, self.oip_datatypes))
-            self.check_count(len(item.inputs))
+            return parse_request(request_body(request.row), request.headers)
         except ClientError as error:
-            return OipError.of(error)
-        return replace(item, options={**item.options, "oip": request})
+            raise OipError.of(error) from None
 
-    def _accept(self, idx: int, item, output: torch.Tensor) -> bytes:
-        request = item.options.get("oip")
-        if request is None:
-            return super()._accept(idx, item, output)
-        context = self.context
-        ids = getattr(context, "request_ids", None) or {}
-        body, json_length = encode_response(
-            request, output_tensors(output), context.model_name,
-            str(context.manifest.get("model", {}).get("modelVersion", "")), str(ids.get(idx, idx)),
-        )
+    def decode(self, handler: ServingHandler, envelope: OipRequest) -> Decoded:
+        try:
+            check_outputs(envelope, handler.oip_outputs)
+            return handler.decode_oip(envelope)
+        except ClientError as error:
+            raise OipError.of(error) from None
+
+    def encode(self, handler: ServingHandler, request: RequestInfo, envelope: OipRequest, item: Decoded,
+               outputs: ModelOutputs) -> Reply:
+        body, json_length = encode_response(envelope, handler.encode_oip(outputs, item), handler.model_name,
+                                            handler.model_version, request.request_id)
         if json_length is None:
-            context.set_response_content_type(idx, JSON_CONTENT_TYPE)
-        else:
-            context.set_response_content_type(idx, BINARY_CONTENT_TYPE)
-            context.set_response_header(idx, "Inference-Header-Content-Length", str(json_length))
-        return body
+            return Reply(body, JSON_CONTENT_TYPE)
+        return Reply(body, BINARY_CONTENT_TYPE, {"Inference-Header-Content-Length": str(json_length)})
+
+    def refuse(self, request: RequestInfo, error: ClientError) -> Reply:
+        error = OipError.of(error)
+        return Reply(json_bytes(error.to_body()), status=error.status, phrase=error.phrase)
+
+
+OPEN_INFERENCE = OpenInference()

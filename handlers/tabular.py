@@ -14,24 +14,32 @@ import torch
 
 from handlers.answers import TabularAnswer
 from handlers.base import Decoded, ServingHandler
+from handlers.classification import check_class_scores, class_probabilities
 from handlers.config import TabularInput
 from handlers.decoding import check_finite, numeric_array, read_body
 from handlers.errors import ValidationError
-from handlers.oip import OipError, OipHandler, Tensor, finite_float32
+from handlers.oip import OPEN_INFERENCE, OipError, OipRequest, class_scores, finite_float32, single_input
+from handlers.outputs import ModelOutputs
 
 ALLOWED_KEYS = {"inputs", "return_probabilities"}
 NPY_HEADER_BYTES = 4096  # a plain array's .npy header is 64 or 128 bytes (numpy pads it to a multiple of 64)
 
 
-class TabularClassifier(OipHandler, ServingHandler):
+class TabularClassifier(ServingHandler):
     """Tabular classification with the contract of `handlers.base`; settings from `handler.tabular`. Also speaks
     the Open Inference Protocol (`handlers.oip`): one FP32 tensor [n, num_features]."""
 
-    oip_datatypes = ("FP32",)
+    protocols = (OPEN_INFERENCE,)
+    section = "tabular"
+    oip_outputs = ("probabilities", "predicted_label")
+    answer_per_item = False  # one answer holds the n rows of a request
 
     @property
     def tabular(self) -> TabularInput:
-        return self.settings.tabular or TabularInput()
+        return self.settings.tabular
+
+    def check_outputs(self, outputs: ModelOutputs) -> None:
+        check_class_scores(outputs, self.labels)
 
     def example_input(self) -> torch.Tensor:
         return torch.zeros(1, self.tabular.num_features)
@@ -42,13 +50,14 @@ class TabularClassifier(OipHandler, ServingHandler):
             return Decoded(self.check_rows(check_finite(body, "inputs")))
         if not isinstance(body, dict):
             raise ValidationError(f'expected a JSON object {{"inputs": [[...], ...]}}, got {type(body).__name__}')
-        options = self.options(body)
+        options = self.request_options(body)
         if "inputs" not in body:
             raise ValidationError("missing key 'inputs' (a list of feature rows)")
         return Decoded(self.check_rows(numeric_array(body["inputs"], "inputs")), options=options)
 
-    def decode_oip(self, tensor: Tensor) -> Decoded:
-        """An OIP input tensor [n, num_features] of finite FP32 values -> Decoded."""
+    def decode_oip(self, request: OipRequest) -> Decoded:
+        """The request's one input tensor, [n, num_features] finite FP32 values -> Decoded."""
+        tensor = single_input(request, ("FP32",))
         rows, features = finite_float32(tensor), self.tabular.num_features
         if rows.ndim != 2 or rows.shape[1] != features or not len(rows):
             raise OipError(f"input '{tensor.name}': shape {list(rows.shape)}; expected [n, {features}] with n >= 1")
@@ -59,7 +68,7 @@ class TabularClassifier(OipHandler, ServingHandler):
         """Largest `.npy` body worth parsing: `max_inputs_per_request` rows of float64 features plus its header."""
         return NPY_HEADER_BYTES + 8 * self.tabular.num_features * self.settings.max_inputs_per_request
 
-    def options(self, body: dict) -> dict:
+    def request_options(self, body: dict) -> dict:
         """Per-request flags, checked: unknown keys and non-boolean flags are refused."""
         unknown = sorted(set(body) - ALLOWED_KEYS)
         if unknown:
@@ -79,9 +88,12 @@ class TabularClassifier(OipHandler, ServingHandler):
             raise ValidationError(f"each row needs {features} features; got {rows.shape[1]}")
         return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
 
-    def encode(self, outputs: torch.Tensor, item: Decoded) -> TabularAnswer:
+    def encode_oip(self, outputs: ModelOutputs, item: Decoded) -> dict[str, np.ndarray]:
+        return class_scores(outputs.main)
+
+    def encode(self, outputs: ModelOutputs, item: Decoded) -> TabularAnswer:
         """(n, classes) scores of one request's n rows -> its answer (see the module docstring)."""
-        probabilities = torch.softmax(outputs, dim=1)
+        probabilities = class_probabilities(outputs)
         predictions = probabilities.argmax(dim=1).tolist()
         answer: TabularAnswer = {
             "predictions": predictions,

@@ -68,11 +68,11 @@ def test_extracted_archive_is_self_contained_and_answers_its_samples(store, tmp_
         sys.path.insert(0, {str(tmp_path)!r})
         import handlers
         assert Path(handlers.__file__).parent == Path({str(tmp_path)!r}) / "handlers", handlers.__file__
-        from toolkit.archive.offline import load_handler, run_batch
-        handler, context = load_handler(Path({str(tmp_path)!r}))
+        from toolkit.archive.preflight import sample_request
+        from toolkit.archive.worker import ArchiveWorker
+        worker = ArchiveWorker(Path({str(tmp_path)!r}))
         names = sorted({sorted(expected)!r})
-        bodies = [(Path({str(samples)!r}) / n).read_bytes() for n in names]
-        answers = run_batch(handler, context, bodies)
+        answers = worker.handle([sample_request(n, (Path({str(samples)!r}) / n).read_bytes()) for n in names])
         print(json.dumps({{n: [a.status, a.json()] for n, a in zip(names, answers)}}))
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
@@ -113,5 +113,5 @@ def test_preflight_stops_a_handler_that_cannot_serve_the_model(tmp_path):
     bad.write_text(text)
     result = archive("--config", str(bad), "--store", str(tmp_path / "store"))
     assert result.returncode == 2
-    assert "handler crashed offline" in result.stderr and "Traceback" in result.stderr
+    assert "error: mnist: the handler failed to load:" in result.stderr and "Traceback" in result.stderr
     assert not (tmp_path / "store" / "mnist.mar").exists()

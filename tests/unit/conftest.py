@@ -1,4 +1,5 @@
-"""Unit-test fixtures: handlers initialised over small real TorchScript models, through TorchServe's Context."""
+"""Unit-test fixtures: handlers loaded over small real TorchScript models by the in-process TorchServe worker
+(toolkit.archive.worker: TorchServe's own loader, Context and request parsing), as every engine runs them."""
 
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from handlers.config import parse_model_yaml
 from handlers.image import ImageClassifier
 from handlers.tabular import TabularClassifier
-from toolkit.archive.offline import OfflineAnswer, load_handler, run_batch
+from toolkit.archive.staging import entry_file_name, entry_source
+from toolkit.archive.worker import Answer, ArchiveWorker, Request
+
+MNIST_IMAGE = {"width": 28, "height": 28, "channels": 1, "mean": [0.1307], "std": [0.3081],
+               "background": "auto", "fit": "digit_box"}  # mnist.yaml's image section
 
 
 def save_scripted(module: torch.nn.Module, path: Path) -> Path:
@@ -34,26 +40,58 @@ def tabular_model() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(30, 2), torch.nn.LogSoftmax(dim=1))
 
 
+def as_request(body: object) -> Request:
+    """A test body as a client sends it: parsed JSON as `application/json` (TorchServe parses it back), text as
+    `text/plain` (handed over as str), bytes as they are; a Request unchanged."""
+    if isinstance(body, Request):
+        return body
+    if isinstance(body, str):
+        return Request(body.encode(), "text/plain")
+    if isinstance(body, bytes | bytearray):
+        return Request(bytes(body))
+    return Request(json.dumps(body).encode(), "application/json")
+
+
 class Served:
-    """A handler initialised in a model folder, with a helper to send one batch through it."""
+    """An archive's folder loaded by the in-process worker, with helpers to send one batch through it."""
 
-    def __init__(self, handler, context) -> None:
-        self.handler = handler
-        self.context = context
+    def __init__(self, worker: ArchiveWorker) -> None:
+        self.worker = worker
 
-    def batch(self, *bodies: object) -> list[OfflineAnswer]:
-        return run_batch(self.handler, self.context, list(bodies))
+    @property
+    def handler(self):
+        """The handler instance TorchServe's loader built."""
+        return self.worker.entry_point.__self__
 
-    def one(self, body: object) -> OfflineAnswer:
+    @property
+    def context(self):
+        return self.worker.context
+
+    def batch(self, *bodies: object) -> list[Answer]:
+        return self.worker.handle([as_request(body) for body in bodies])
+
+    def one(self, body: object) -> Answer:
         return self.batch(body)[0]
+
+
+def lay_out(model_dir: Path, handler_cls: type, config: dict, model_file: str = "model.pt") -> Path:
+    """`model_dir` as an extracted archive of model "test": manifest, model-config.yaml and an entry file whose
+    one class extends `handler_cls` (a module-level class), beside the model file and labels already there."""
+    parse_model_yaml(config, "test config")  # the fixture's config must itself be valid
+    entry = entry_file_name("test")
+    (model_dir / entry).write_text(entry_source("test", handler_cls.__module__, handler_cls.__qualname__))
+    (model_dir / "model-config.yaml").write_text(yaml.safe_dump(config))
+    manifest = {"model": {"modelName": "test", "modelVersion": "1.0", "serializedFile": model_file,
+                          "handler": entry, "configFile": "model-config.yaml"}}
+    (model_dir / "MAR-INF").mkdir(exist_ok=True)
+    (model_dir / "MAR-INF" / "MANIFEST.json").write_text(json.dumps(manifest))
+    return model_dir
 
 
 def serve(tmp_path: Path, handler_cls, model: torch.nn.Module, config: dict, labels: dict) -> Served:
     save_scripted(model, tmp_path / "model.pt")
     (tmp_path / "index_to_name.json").write_text(json.dumps(labels))
-    parse_model_yaml(config, "test config")  # the fixture's config must itself be valid
-    manifest = {"model": {"modelName": "test", "modelVersion": "1.0", "serializedFile": "model.pt"}}
-    return Served(*load_handler(tmp_path, manifest, config, handler_class=handler_cls))
+    return Served(ArchiveWorker(lay_out(tmp_path, handler_cls, config)))
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +107,8 @@ def make_image_handler(tmp_path) -> Callable[..., Served]:
     """An image handler (`handler_class`, an ImageClassifier by default) with `handler:` settings overridden."""
 
     def build(handler_class: type = ImageClassifier, **handler_overrides) -> Served:
-        handler = {"name": "image_classifier", "max_inputs_per_request": 8, **handler_overrides}
+        handler = {"name": "image_classifier", "max_inputs_per_request": 8, "image": MNIST_IMAGE,
+                   **handler_overrides}
         config = {"batchSize": 8, "maxWorkers": 1, "handler": handler}
         return serve(tmp_path, handler_class, image_model(), config, {str(i): f"digit {i}" for i in range(10)})
 
@@ -83,7 +122,8 @@ def image_handler(make_image_handler) -> Served:
 
 @pytest.fixture
 def tabular_handler(tmp_path) -> Served:
-    config = {"batchSize": 8, "maxWorkers": 2, "handler": {"name": "tabular_classifier", "max_inputs_per_request": 16}}
+    config = {"batchSize": 8, "maxWorkers": 2,
+              "handler": {"name": "tabular_classifier", "max_inputs_per_request": 16, "tabular": {"num_features": 30}}}
     return serve(tmp_path, TabularClassifier, tabular_model(), config, {"0": "malignant", "1": "benign"})
 
 

@@ -8,7 +8,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from examples.demo_models import digits, fonts
-from handlers.config import ImageInput, load_model_yaml
+from handlers.config import load_model_yaml
 from handlers.imaging import centre_of_mass
 from tests.conftest import ROOT
 from tests.unit.conftest import png_bytes
@@ -74,7 +74,7 @@ def test_normalize_matches_serving_preprocessing(make_image_handler, yaml_name) 
     assert torch.equal(torch.from_numpy(out), handler.to_tensor(x))
     assert np.allclose(out[0], -0.1307 / 0.3081)
     assert np.allclose(out[1], (1 - 0.1307) / 0.3081)
-    assert (served.mean, served.std) == (ImageInput().mean, ImageInput().std)
+    assert (served.mean, served.std) == (digits.mnist_input().mean, digits.mnist_input().std)
 
 
 def test_training_layout_is_the_serving_layout(image_handler) -> None:

@@ -1,6 +1,7 @@
 """TorchServe's own hooks on our handlers: preprocess -> inference -> postprocess, each overridable.
 
-Every handler here runs through TorchServe's real Context and request parsing (toolkit.archive.offline).
+Every handler here runs through the in-process TorchServe worker (toolkit.archive.worker): TorchServe's own
+loader, Context and request parsing.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Blank(ImageClassifier):
 
     def preprocess(self, data: list[dict]) -> Batch:
         batch = super().preprocess(data)
-        return replace(batch, inputs=self.to_tensor(np.zeros((len(batch.inputs), 28, 28), dtype=np.float32)))
+        return replace(batch, inputs=(self.to_tensor(np.zeros((len(batch.inputs[0]), 28, 28), dtype=np.float32)),))
 
 
 class ShiftAveraged(ImageClassifier):
@@ -50,16 +51,17 @@ class ShiftAveraged(ImageClassifier):
     in one forward of all five views."""
 
     def inference(self, batch: Batch) -> Batch:
-        views = [batch.inputs] + [batch.inputs.roll(shift, dims=dim) for shift in (-1, 1) for dim in (2, 3)]
-        probabilities = self.model(torch.cat(views)).softmax(dim=1).view(len(views), len(batch.inputs), -1)
-        return replace(batch, outputs=probabilities.mean(dim=0).log())
+        (images,) = batch.inputs
+        views = [images] + [images.roll(shift, dims=dim) for shift in (-1, 1) for dim in (2, 3)]
+        probabilities = self.model(torch.cat(views)).softmax(dim=1).view(len(views), len(images), -1)
+        return batch.with_outputs(probabilities.mean(dim=0).log())
 
 
 class Tempered(ImageClassifier):
     """postprocess override (test-time calibration): scores divided by a temperature of 2 before encoding."""
 
     def postprocess(self, batch: Batch) -> list[bytes]:
-        return super().postprocess(replace(batch, outputs=batch.outputs / 2.0))
+        return super().postprocess(replace(batch, outputs=batch.outputs.with_main(batch.outputs.main / 2.0)))
 
 
 def probabilities(answer) -> list[float]:
@@ -76,9 +78,10 @@ def test_each_hook_is_called_once_per_batch_in_order_with_documented_values(make
     assert [name for name, _ in served.handler.calls] == ["preprocess", "inference", "postprocess"]
     (_, rows), (_, before), (_, after) = served.handler.calls
     assert rows == [{"body": png}, {"body": b""}, {"body": {"image": pair}}]  # TorchServe's rows, untouched
-    assert [type(r) for r in before.requests] == [Decoded, DecodeError, Decoded]
-    assert before.inputs.shape == (3, 1, 28, 28) and before.outputs is None  # 1 + 2 images, in request order
-    assert after.outputs.shape == (3, 10) and after.outputs.device == torch.device("cpu")
+    assert [type(r) for r in before.results] == [Decoded, DecodeError, Decoded]
+    (images,) = before.inputs
+    assert images.shape == (3, 1, 28, 28) and before.outputs is None  # 1 + 2 images, in request order
+    assert after.outputs.main.shape == (3, 10) and after.outputs.main.device == torch.device("cpu")
     assert [a.status for a in answers] == [200, 400, 200]
     assert "empty request body" in answers[1].json()["message"]
     plain = make_image_handler()
@@ -127,9 +130,9 @@ def test_a_postprocess_override_temperature_changes_the_answer(make_image_handle
 
 
 def test_an_inference_that_loses_rows_fails_the_batch():
-    batch = Batch([Decoded(torch.zeros(2, 3))], inputs=torch.zeros(2, 3), outputs=torch.zeros(1, 10))
-    with pytest.raises(RuntimeError, match="inference gave 1 output rows for 2 inputs"):
-        batch.split_outputs()
+    batch = Batch([], inputs=(torch.zeros(2, 3),))
+    with pytest.raises(RuntimeError, match="model output 'output' has 1 rows for 2 inputs"):
+        batch.with_outputs(torch.zeros(1, 10))
 
 
 @pytest.mark.parametrize("missing", ["decode", "encode", "example_input"])

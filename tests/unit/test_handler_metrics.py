@@ -1,4 +1,5 @@
-"""Handler metrics (handlers/metrics.py) through TorchServe's own metrics cache, and config/metrics.yaml.
+"""Handler metrics (handlers/metrics.py) through TorchServe's own metrics cache, and config/metrics.yaml; and an
+engine's own sink (`context.metrics_sink`).
 
 The handler runs through TorchServe's Context with the worker's metrics cache (`MetricsCacheYamlImpl` of
 config/metrics.yaml); the `[METRICS]` lines it writes are what the frontend parses, so they are read back here.
@@ -92,8 +93,9 @@ def test_one_count_per_request_by_outcome_and_one_observation_per_batch(metered,
     assert values(lines, hm.BATCH_REQUESTS) == [(dims, 6.0)]
     assert values(lines, hm.BATCH_INPUTS) == [(dims, 4.0)]
     assert values(lines, hm.BATCH_FILL) == [(dims, 0.75)]  # 6 requests, batchSize 8
-    assert len(values(lines, hm.DECODE_MS)) == len(values(lines, hm.INFERENCE_MS)) == 1
-    assert all(v >= 0 for _, v in values(lines, hm.DECODE_MS) + values(lines, hm.INFERENCE_MS))
+    (_, decode_ms), (_, inference_ms), (_, handler_ms) = (
+        *values(lines, hm.DECODE_MS), *values(lines, hm.INFERENCE_MS), *values(lines, hm.HANDLER_TIME))
+    assert decode_ms > 0 and inference_ms > 0 and decode_ms + inference_ms <= handler_ms + 0.01  # rounding
     assert [line["type"] for line in lines if line["name"] == hm.REQUESTS] == ["COUNTER"] * 4
     assert {line["type"] for line in lines if line["name"].startswith("handler_batch")} == {"HISTOGRAM"}
     assert values(lines, hm.HANDLER_TIME)[0][0] == "ModelName:test,Level:Model"
@@ -106,23 +108,41 @@ def test_a_batch_refused_whole_has_no_inference_observation(metered, caplog):
     assert values(lines, hm.INFERENCE_MS) == []
 
 
-def test_a_failed_batch_counts_each_request_as_server_error_and_still_raises(metered, caplog):
+def test_a_failed_batch_counts_each_request_as_server_error(metered, caplog):
     def broken(batch: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("device lost")
 
     metered.handler.model = broken
     good = png_bytes(digit_pixels(0))
-
-    def run():
-        with pytest.raises(RuntimeError, match="device lost"):
-            metered.batch(good, b"{", good)
-
-    lines = metric_lines(caplog, run)
+    answers = []
+    lines = metric_lines(caplog, lambda: answers.extend(metered.batch(good, b"{", good)))
+    assert [answer.status for answer in answers] == [503] * 3
     assert values(lines, hm.REQUESTS) == [("model_name:test,model_version:1.0,outcome:server_error", 3.0)]
     assert values(lines, hm.BATCH_REQUESTS) == []
 
 
-def test_without_a_metrics_cache_nothing_is_written(image_handler, caplog):
-    assert image_handler.context.metrics is None  # the offline harness has none
+def test_without_a_sink_nothing_is_written(image_handler, caplog):
+    assert image_handler.context.metrics is None  # no TorchServe frontend in this process
     lines = metric_lines(caplog, lambda: image_handler.batch(png_bytes(digit_pixels(0)), b"{"))
     assert lines == []
+
+
+class Recorded:
+    """An engine's sink (the Ray engine's is toolkit.engines.ray.metrics.RaySink): records what it receives."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, float, tuple[str, ...]]] = []
+
+    def emit(self, spec: hm.MetricSpec, value: float, labels) -> None:
+        self.seen.append((spec.name, value, tuple(labels)))
+
+
+def test_an_engine_sink_on_the_context_receives_the_metrics_instead_of_torchserve(image_handler):
+    sink = Recorded()
+    setattr(image_handler.context, hm.METRICS_SINK_ATTRIBUTE, sink)
+    image_handler.handler.handler_metrics = None
+    image_handler.batch(png_bytes(digit_pixels(0)), b"{", {"image": [[0] * 27] * 28})
+    counts = sorted((labels[2], value) for name, value, labels in sink.seen if name == hm.REQUESTS)
+    assert counts == [("decode_error", 1), ("ok", 1), ("validation_error", 1)]
+    assert {name for name, _, _ in sink.seen} == {spec.name for spec in hm.SPECS}
+    assert all(labels[:2] == ("test", "1.0") for name, _, labels in sink.seen if name != hm.HANDLER_TIME)

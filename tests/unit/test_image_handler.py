@@ -149,9 +149,12 @@ def test_a_failing_model_fails_the_whole_batch_once(image_handler):
         raise RuntimeError("device lost")
 
     image_handler.handler.model = broken
-    with pytest.raises(RuntimeError, match="device lost"):
-        image_handler.batch(png_bytes(digit_pixels(0)), b"{", png_bytes(digit_pixels(1)), png_bytes(digit_pixels(2)))
+    answers = image_handler.batch(png_bytes(digit_pixels(0)), b"{", png_bytes(digit_pixels(1)),
+                                  png_bytes(digit_pixels(2)))
+    assert [answer.status for answer in answers] == [503] * 4
+    assert {answer.json()["message"] for answer in answers} == {"Prediction failed"}
     assert calls == [3]
+    assert "RuntimeError: device lost" in image_handler.worker.last_failure
 
 
 def encoded(pixels: np.ndarray, fmt: str, **options) -> bytes:

@@ -46,6 +46,12 @@ def test_yaml_keys_map_to_unit_named_fields(tmp_path):
     (("  name: image_classifier", "  name: image_classifier\n  top_k: 2000"),
      "handler.top_k = 2000: Input should be less than or equal to 1000"),
     (("batchSize: 8", "batchSize: 8\nminWorkers: 3\nmaxWorkers: 2"), "minWorkers = 3 exceeds maxWorkers = 2"),
+    (("  name: image_classifier", "  name: image_classifier\n  module: mine.py:Mine"),
+     "handler: set exactly one of name (a handler of the library: image_classifier, tabular_classifier) and module"),
+    (("  name: image_classifier", "  labels: x.json"), "handler: set exactly one of name"),
+    (("  name: image_classifier", "  module: mine.py"), "handler.module = 'mine.py': String should match pattern"),
+    (("  name: image_classifier", "  name: image_classifier\n  image: {width: 28}"),
+     "handler.image.height: required, and missing; handler.image.channels: required"),
 ])
 def test_mistakes_name_file_key_value_and_allowed(tmp_path: Path, change, expected):
     path = tmp_path / "broken.yaml"
@@ -54,6 +60,15 @@ def test_mistakes_name_file_key_value_and_allowed(tmp_path: Path, change, expect
         load_model_yaml(path)
     assert str(info.value).startswith(str(path)), info.value
     assert expected in str(info.value)
+
+
+def test_the_schema_fills_in_no_model_geometry(tmp_path):
+    """A YAML without its handler's section is refused when the handler starts (it names the section), and an
+    image section without MNIST's keys gets no MNIST values: geometry and normalisation are required."""
+    config = load_model_yaml(_with(tmp_path, ""))
+    assert config.handler.image is None and config.handler.tabular is None
+    with pytest.raises(ModelConfigError, match="handler image_classifier reads handler.image, which the YAML lacks"):
+        config.handler.section("image")
 
 
 def test_python_object_tags_are_refused_without_running_them(tmp_path):

@@ -13,25 +13,27 @@ import numpy as np
 import pytest
 
 from handlers.oip import is_oip_route
-from tests.unit.conftest import digit_pixels
-from toolkit.archive.offline import OfflineAnswer, request_frame, run_requests
+from tests.unit.conftest import as_request, digit_pixels
+from toolkit.archive.worker import Answer, Request
+from toolkit.archive.worker import frame as worker_frame
 
 ROUTE_HEADERS = {"explain": "False"}  # what TorchServe adds on /v2/models/<m>/infer
 REST_HEADERS = {"explain": "False", "url_path": ""}  # ... and on /predictions/<m>
 
 
 def frame(body: object, i: int = 0, headers: dict | None = None, oip: bool = True) -> dict:
-    content_type = "application/json" if isinstance(body, (dict, list)) else "application/octet-stream"
-    all_headers = {**(ROUTE_HEADERS if oip else REST_HEADERS), "Content-Type": content_type, **(headers or {})}
-    return request_frame({"body": body}, headers=all_headers, content_types={"body": content_type},
-                         request_id=f"ts-req-{i}")
+    """The frame TorchServe's frontend sends for `body` on the OIP route (or on /predictions), request id
+    `ts-req-<i>`: JSON as application/json, bytes as application/octet-stream."""
+    request = as_request(body)
+    all_headers = {**(ROUTE_HEADERS if oip else REST_HEADERS), **(headers or {})}
+    return worker_frame(Request(request.body, request.content_type, all_headers), f"ts-req-{i}")
 
 
-def send(served, *frames: dict) -> list[OfflineAnswer]:
-    return run_requests(served.handler, served.context, list(frames))
+def send(served, *frames: dict) -> list[Answer]:
+    return served.worker.handle_frames(list(frames))
 
 
-def oip_one(served, body: object, **kw) -> OfflineAnswer:
+def oip_one(served, body: object, **kw) -> Answer:
     return send(served, frame(body, **kw))[0]
 
 
@@ -39,13 +41,13 @@ def tensor(data, shape, datatype="FP32", name="input-0") -> dict:
     return {"name": name, "shape": list(shape), "datatype": datatype, "data": data}
 
 
-def outputs_of(answer: OfflineAnswer) -> dict[str, dict]:
+def outputs_of(answer: Answer) -> dict[str, dict]:
     body = answer.json()
     assert answer.status == 200, body
     return {out["name"]: out for out in body["outputs"]}
 
 
-def assert_oip_error(answer: OfflineAnswer, status: int, *texts: str) -> None:
+def assert_oip_error(answer: Answer, status: int, *texts: str) -> None:
     body = answer.json()
     assert answer.status == status, body
     assert answer.content_type == "application/json"
@@ -180,7 +182,7 @@ def binary_request(envelope: dict, *raws: bytes) -> tuple[bytes, dict]:
     return text + b"".join(raws), {"Inference-Header-Content-Length": str(len(text))}
 
 
-def read_binary(answer: OfflineAnswer, json_length: int) -> dict[str, np.ndarray]:
+def read_binary(answer: Answer, json_length: int) -> dict[str, np.ndarray]:
     head = json.loads(answer.body[:json_length])
     offset, arrays = json_length, {}
     for out in head["outputs"]:
@@ -210,14 +212,14 @@ def test_binary_outputs_when_asked(image_handler):
     body = {"parameters": {"binary_data_output": True}, "inputs": [tensor(pixels.tolist(), [2, 28, 28])]}
     answer = send(image_handler, frame(body))[0]
     assert answer.status == 200 and answer.content_type == "application/octet-stream"
-    length = int(image_handler.context.get_response_headers(0)["Inference-Header-Content-Length"])
+    length = int(answer.headers["Inference-Header-Content-Length"])
     arrays = read_binary(answer, length)
     assert arrays["predicted_label"].tolist() == json_answer["predicted_label"]["data"]
     assert arrays["probabilities"].shape == (2, 10)
     one = {"inputs": [tensor(pixels.tolist(), [2, 28, 28])],
            "outputs": [{"name": "probabilities"}, {"name": "predicted_label", "parameters": {"binary_data": True}}]}
     answer = send(image_handler, frame(one))[0]
-    length = int(image_handler.context.get_response_headers(0)["Inference-Header-Content-Length"])
+    length = int(answer.headers["Inference-Header-Content-Length"])
     head = json.loads(answer.body[:length])
     assert "data" in head["outputs"][0] and head["outputs"][1]["parameters"]["binary_data_size"] == 16
 

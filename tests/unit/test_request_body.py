@@ -1,6 +1,6 @@
 """Where a request's body is, in the rows TorchServe 0.12's worker builds from the frontend's frames.
 
-The frames are what the frontend sends the worker (`toolkit.archive.offline.request_frame`); the worker's own
+The frames are what the frontend sends the worker (`toolkit.archive.worker.frame`); the worker's own
 `Service.retrieve_data_for_inference` turns them into the rows and headers the handler sees.
 """
 
@@ -13,7 +13,7 @@ import pytest
 
 from handlers.decoding import FORM_BODY, request_body
 from tests.unit.conftest import digit_pixels, png_bytes
-from toolkit.archive.offline import request_frame, run_requests
+from toolkit.archive.worker import Request, frame
 
 CURL_HEADERS = {"Host": "127.0.0.1:8080", "User-Agent": "curl/8.5.0", "Accept": "*/*"}
 FORM = {**CURL_HEADERS, "Content-Type": "application/x-www-form-urlencoded"}
@@ -37,7 +37,7 @@ def curl_form_fields(data: bytes) -> dict[str, bytes]:
 
 def form_frame(data: bytes, headers: dict[str, str] = FORM) -> dict:
     """The frame of a urlencoded body: one parameter per form field, content type "" (the frontend has none)."""
-    return request_frame(curl_form_fields(data), headers=headers)
+    return frame(Request(headers=headers, fields=curl_form_fields(data)), "form")
 
 
 PNG = png_bytes(digit_pixels())
@@ -56,10 +56,10 @@ def test_the_form_shapes_are_those_torchserve_builds():
     assert len(curl_form_fields(PNG[:30] + b"=a&b=" + PNG[30:60] + b"&c&" + PNG[60:] + b"=d")) == 4
 
 
-@pytest.mark.parametrize("frame", FORM_CASES.values(), ids=FORM_CASES.keys())
-def test_a_body_sent_as_a_form_is_refused_with_the_cause_and_the_fix(image_handler, frame):
-    good = request_frame({"body": PNG}, headers={**CURL_HEADERS, "Content-Type": "image/png"})
-    answers = run_requests(image_handler.handler, image_handler.context, [good, frame, good])
+@pytest.mark.parametrize("form", FORM_CASES.values(), ids=FORM_CASES.keys())
+def test_a_body_sent_as_a_form_is_refused_with_the_cause_and_the_fix(image_handler, form):
+    good = frame(Request(PNG, "image/png", CURL_HEADERS), "good")
+    answers = image_handler.worker.handle_frames([good, form, good])
     error = answers[1].json()
     assert answers[1].status == 400 and error == {"code": 400, "type": "decode_error", "message": FORM_BODY}
     assert "sent as a form" in FORM_BODY and "curl -d" in FORM_BODY and "--data-binary" in FORM_BODY
@@ -71,7 +71,7 @@ def test_a_body_sent_as_a_form_is_refused_with_the_cause_and_the_fix(image_handl
 
 def test_json_sent_with_curl_d_is_refused_with_the_same_cause(tabular_handler):
     body = json.dumps({"inputs": [[0.5] * 30]}).encode()
-    (answer,) = run_requests(tabular_handler.handler, tabular_handler.context, [form_frame(body)])
+    (answer,) = tabular_handler.worker.handle_frames([form_frame(body)])
     assert answer.status == 400 and answer.json()["message"] == FORM_BODY
 
 
@@ -79,16 +79,15 @@ def test_json_sent_with_curl_d_is_refused_with_the_same_cause(tabular_handler):
 def test_a_multipart_file_upload_is_answered_like_the_raw_body(image_handler, field):
     """`curl -F data=@0.png` (TorchServe's documented form) or any single file field."""
     headers = {**CURL_HEADERS, "Content-Type": "multipart/form-data; boundary=------------------------abc"}
-    frame = request_frame({field: PNG}, headers=headers, content_types={field: "image/png"})
-    (answer,) = run_requests(image_handler.handler, image_handler.context, [frame])
+    request = Request(headers=headers, fields={field: PNG}, field_types={field: "image/png"})
+    (answer,) = image_handler.worker.handle([request])
     assert answer.status == 200 and answer.json() == image_handler.one(PNG).json()
 
 
 def test_a_form_field_named_data_is_the_body(image_handler):
     """`curl --data-urlencode data@pixels.json`: the field "data" holds the JSON text."""
     text = json.dumps(digit_pixels().tolist())
-    frame = request_frame({"data": text.encode()}, headers=FORM)
-    (answer,) = run_requests(image_handler.handler, image_handler.context, [frame])
+    (answer,) = image_handler.worker.handle([Request(headers=FORM, fields={"data": text.encode()})])
     assert answer.status == 200 and answer.json() == image_handler.one(PNG).json()
 
 

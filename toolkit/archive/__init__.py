@@ -11,6 +11,7 @@ torch-model-archiver. A version other than the YAML's goes to `<name>_v<version>
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,24 +19,31 @@ import yaml
 
 from handlers.config import load_model_yaml
 from handlers.errors import ModelConfigError
+from toolkit.archive.depfile import sample_files, write_depfile
+from toolkit.archive.mar import archive_file_name
 from toolkit.archive.preflight import preflight
 from toolkit.archive.staging import resolve, run_archiver, stage
 
 
 def build(config_path: Path, store: Path, version: str | None = None, check: bool = True) -> Path:
-    """Validate, stage, preflight and archive one model YAML. Returns the .mar path."""
+    """Validate, stage, archive and preflight one model YAML; the .mar goes into `store` only once the
+    preflight passed, with make's dependency file beside it. Returns the .mar path."""
     name = config_path.stem
     config = load_model_yaml(config_path)
     if config.archive is None:
         raise ModelConfigError(f"{config_path}: missing the 'archive:' section (model_file, version)")
     version = version or config.archive.version
+    target = store / archive_file_name(name, version, config.archive.version)
     with tempfile.TemporaryDirectory() as tmp:
         staged = stage(name, config, version, Path(tmp))
+        samples = resolve(config.archive.samples, "archive.samples") if config.archive.samples else None
+        packed = run_archiver(staged, Path(tmp) / "out" / target.name)
         if check:
-            samples = resolve(config.archive.samples, "archive.samples") if config.archive.samples else None
-            print(f"preflight {name}: {preflight(staged, config, samples)}")
-        file_name = f"{name}.mar" if version == config.archive.version else f"{name}_v{version}.mar"
-        return run_archiver(staged, store / file_name)
+            print(f"preflight {name}: {preflight(packed, samples)}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(packed, target)
+    write_depfile(target, [config_path, *staged.inputs, *sample_files(samples)])
+    return target
 
 
 def build_variant(

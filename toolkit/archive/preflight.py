@@ -1,27 +1,29 @@
-"""Preflight: run a staged archive's handler offline on its sample inputs before the .mar is written.
+"""Preflight: run a packed archive's handler on its sample inputs before the .mar goes into the store.
 
-The staged archive is laid out in a folder as TorchServe extracts it, and its handler is loaded from the generated
-entry file and initialised there with a TorchServe `Context` (`offline.load_handler`). It is then sent one batch:
-every sample plus one undecodable request. The build fails (with the traceback) when the handler cannot be
-instantiated (an abstract method left out) or crashes, answers the wrong count, refuses a sample, lets the bad
-request through, or predicts a sample differently from `samples/expected.json`.
+The `.mar` torch-model-archiver just wrote is loaded by the in-process TorchServe worker
+(`toolkit.archive.worker`, the harness every engine runs) and sent one batch: every sample (with the content
+type of its suffix) plus one undecodable request. The build fails when the handler refuses its model config (one
+line), cannot be instantiated (an abstract method or a protocol's method left out) or crashes (with the
+traceback), refuses a sample, lets the bad request through, or predicts a sample differently from
+`samples/expected.json`.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import traceback
 from pathlib import Path
 
 from handlers.answers import prediction
-from handlers.config import ModelYaml
-from toolkit.archive.offline import OfflineAnswer, load_handler, run_batch
-from toolkit.archive.staging import Staged
+from handlers.errors import ModelConfigError
+from toolkit.archive.worker import Answer, ArchiveWorker, Request
 from toolkit.errors import PreflightError
 
-SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".json", ".npy")
+# A sample file's suffix -> the Content-Type a client sends it with.
+CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".json": "application/json",
+                 ".npy": "application/x-npy", ".txt": "text/plain"}
+SAMPLE_SUFFIXES = tuple(CONTENT_TYPES)
 BAD_REQUEST = b"\x00\xffthis is neither an image nor JSON"
 
 
@@ -39,7 +41,7 @@ def load_samples(samples_dir: Path | None) -> tuple[list[tuple[str, bytes]], dic
     return samples, expected
 
 
-def check_answers(samples: list[tuple[str, bytes]], expected: dict, answers: list[OfflineAnswer]) -> list[str]:
+def check_answers(samples: list[tuple[str, bytes]], expected: dict, answers: list[Answer]) -> list[str]:
     """Problems found in the preflight batch's answers (empty when all is well)."""
     problems = []
     # `answers` has one more entry than `samples`: the bad request at its end, checked below.
@@ -54,31 +56,36 @@ def check_answers(samples: list[tuple[str, bytes]], expected: dict, answers: lis
     return problems
 
 
-def extracted_layout(staged: Staged, model_dir: Path) -> Path:
-    """Lay the staged archive out in `model_dir` as TorchServe extracts the .mar; returns `model_dir`."""
-    shutil.copytree(staged.extra_dir, model_dir, dirs_exist_ok=True)
-    shutil.copy2(staged.model_file, model_dir)
-    shutil.copy2(staged.entry_file, model_dir)
-    shutil.copy2(staged.config_file, model_dir / "model-config.yaml")
-    manifest = {"model": {"modelName": staged.name, "modelVersion": staged.version,
-                          "serializedFile": staged.model_file.name, "handler": staged.entry_file.name,
-                          "configFile": "model-config.yaml"}}
-    (model_dir / "MAR-INF").mkdir()
-    (model_dir / "MAR-INF" / "MANIFEST.json").write_text(json.dumps(manifest), encoding="utf-8")
-    return model_dir
+def sample_request(name: str, body: bytes) -> Request:
+    """A sample file as a client sends it: its bytes with the content type of its suffix."""
+    return Request(body, CONTENT_TYPES.get(Path(name).suffix.lower(), "application/octet-stream"))
 
 
-def preflight(staged: Staged, config: ModelYaml, samples_dir: Path | None) -> str:
-    """Run the staged handler on the samples; returns a one-line report or raises PreflightError."""
+def answer_batch(mar: Path, requests: list[Request]) -> list[Answer]:
+    """`requests` as one batch through the archive loaded by the in-process worker. PreflightError names a
+    model config the handler refuses in one line, and carries the traceback of any other load failure or of a
+    batch the handler failed."""
+    with tempfile.TemporaryDirectory(prefix="preflight-") as work:
+        try:
+            worker = ArchiveWorker.from_mar(mar, work)
+        except ModelConfigError as exc:
+            raise PreflightError(f"{mar.stem}: {exc}") from None
+        except Exception as exc:
+            raise PreflightError(f"{mar.stem}: the handler failed to load:\n{traceback.format_exc()}") from exc
+        try:
+            answers = worker.handle(requests)
+        finally:
+            worker.close()
+    if worker.last_failure is not None:
+        raise PreflightError(f"{mar.stem}: the handler failed the batch:\n{worker.last_failure}")
+    return answers
+
+
+def preflight(mar: Path, samples_dir: Path | None) -> str:
+    """Run the packed archive's handler on the samples; returns a one-line report or raises PreflightError."""
     samples, expected = load_samples(samples_dir)
-    try:
-        with tempfile.TemporaryDirectory() as model_dir:
-            model_dir = extracted_layout(staged, Path(model_dir))
-            handler, context = load_handler(model_dir, batch_size=config.batch_size)
-            answers = run_batch(handler, context, [body for _, body in samples] + [BAD_REQUEST])
-    except Exception as exc:
-        raise PreflightError(f"{staged.name}: handler crashed offline:\n{traceback.format_exc()}") from exc
-    problems = check_answers(samples, expected, answers)
+    requests = [sample_request(name, body) for name, body in samples] + [Request(BAD_REQUEST)]
+    problems = check_answers(samples, expected, answer_batch(mar, requests))
     if problems:
-        raise PreflightError(f"{staged.name}: " + "; ".join(problems))
+        raise PreflightError(f"{mar.stem}: " + "; ".join(problems))
     return f"{len(samples)} samples answered 200 ({len(expected)} checked against expected.json), bad request -> 4xx"

@@ -1,7 +1,12 @@
 """Stage an archive's contents in a folder, then pack them with torch-model-archiver.
 
 The staged folder holds: a generated entry file (TorchServe needs exactly one class there), the `handlers`
-package, the model's labels and extra files, and `model-config.yaml` (TorchServe's keys plus `handler:`).
+package, a handler module of your own (`handler.module`, packed next to `handlers/`), the model's labels and
+extra files, and `model-config.yaml` (TorchServe's keys plus `handler:`). `Staged.inputs` lists every project
+file the archive is made of, for make's dependency file (`toolkit.archive.depfile`).
+
+Paths in the YAML are absolute or relative to the project root. The labels file (`handler.labels`, its name in
+the archive) is read from the folder of `archive.model_file`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import yaml
 
 import handlers
 from handlers import HANDLERS
-from handlers.config import ModelYaml
+from handlers.config import HandlerSettings, ModelYaml
 from handlers.errors import ModelConfigError
 from toolkit.paths import ROOT
 
@@ -30,7 +35,7 @@ handlers and hides the real cause, so an import failure is re-raised as a Runtim
 try:
     from {module} import {cls} as _Handler
 except ImportError as exc:
-    raise RuntimeError(f"cannot import the handlers package shipped in the archive: {{exc!r}}") from exc
+    raise RuntimeError(f"cannot import the handler shipped in the archive: {{exc!r}}") from exc
 
 
 class {entry_class}(_Handler):
@@ -40,7 +45,8 @@ class {entry_class}(_Handler):
 
 @dataclass(frozen=True)
 class Staged:
-    """An archive's contents laid out in a folder, ready for preflight and torch-model-archiver."""
+    """An archive's contents laid out in a folder, ready for torch-model-archiver; `inputs`: the project files
+    it was made of (model file, labels, extra files, handler module, the handlers package)."""
 
     name: str
     version: str
@@ -48,21 +54,47 @@ class Staged:
     entry_file: Path
     config_file: Path
     extra_dir: Path
+    inputs: tuple[Path, ...] = ()
 
 
-def entry_source(name: str, handler_name: str) -> str:
-    """Source of the generated entry module for a model."""
-    module, cls = HANDLERS[handler_name]
+def handler_import(settings: HandlerSettings) -> tuple[str, str]:
+    """(module, class) the entry file imports: the library's registry entry, or the archive's own module."""
+    if settings.name is not None:
+        return HANDLERS[settings.name]
+    path, cls = settings.module.rsplit(":", 1)
+    return Path(path).stem, cls
+
+
+def entry_source(name: str, module: str, cls: str) -> str:
+    """Source of the generated entry module of model `name`, whose handler is `cls` of `module`."""
     entry_class = "".join(part.capitalize() for part in name.replace("-", "_").split("_")) + "Handler"
     return ENTRY_TEMPLATE.format(name=name, module=module, cls=cls, entry_class=entry_class)
 
 
+def entry_file_name(name: str) -> str:
+    """The archive's entry file (the manifest's `handler`)."""
+    return f"{name.replace('-', '_')}_handler.py"
+
+
 def resolve(path: str, what: str, hint: str = "") -> Path:
-    """A project-relative path that must exist, else ModelConfigError naming it."""
+    """A path of the YAML (absolute, or relative to the project root) that must exist, else ModelConfigError
+    naming the key and the path tried."""
     full = (ROOT / path).resolve()
     if not full.exists():
-        raise ModelConfigError(f"{what} {path} does not exist{hint}")
+        raise ModelConfigError(f"{what}: {full} does not exist{hint}")
     return full
+
+
+def stage_handler_module(name: str, settings: HandlerSettings, extra: Path) -> list[Path]:
+    """Copy `handler.module`'s file into the archive root (next to `handlers/`); the files it takes."""
+    if settings.module is None:
+        return []
+    source = resolve(settings.module.rsplit(":", 1)[0], "handler.module")
+    if source.stem in ("handlers", Path(entry_file_name(name)).stem):
+        raise ModelConfigError(f"handler.module: {source.name} would shadow the archive's "
+                               f"{source.stem} module; rename the file")
+    shutil.copy2(source, extra / source.name)
+    return [source]
 
 
 def stage(name: str, config: ModelYaml, version: str, into: Path) -> Staged:
@@ -70,17 +102,26 @@ def stage(name: str, config: ModelYaml, version: str, into: Path) -> Staged:
     settings = config.archive
     model_file = resolve(settings.model_file, "archive.model_file", " (run `make models` first)")
     extra = into / "extra"
-    shutil.copytree(Path(handlers.__file__).parent, extra / "handlers",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    library = Path(handlers.__file__).parent
+    shutil.copytree(library, extra / "handlers", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    inputs = [model_file, *sorted(library.glob("*.py"))]
     if config.handler.labels:
-        shutil.copy2(model_file.parent / config.handler.labels, extra / config.handler.labels)
+        labels = model_file.parent / config.handler.labels
+        if not labels.is_file():
+            raise ModelConfigError(f"handler.labels: {labels} does not exist (the labels file is read from the "
+                                   "folder of archive.model_file; set handler.labels: null for none)")
+        shutil.copy2(labels, extra / config.handler.labels)
+        inputs.append(labels)
     for item in settings.extra_files:
-        shutil.copy2(resolve(item, "archive.extra_files entry"), extra)
-    entry = into / f"{name.replace('-', '_')}_handler.py"
-    entry.write_text(entry_source(name, config.handler.name), encoding="utf-8")
+        source = resolve(item, "archive.extra_files")
+        shutil.copy2(source, extra)
+        inputs.append(source)
+    inputs += stage_handler_module(name, config.handler, extra)
+    entry = into / entry_file_name(name)
+    entry.write_text(entry_source(name, *handler_import(config.handler)), encoding="utf-8")
     config_file = into / "model-config.yaml"
     config_file.write_text(yaml.safe_dump(config.torchserve_config(), sort_keys=False), encoding="utf-8")
-    return Staged(name, version, model_file, entry, config_file, extra)
+    return Staged(name, version, model_file, entry, config_file, extra, tuple(inputs))
 
 
 def run_archiver(staged: Staged, target: Path) -> Path:

@@ -9,8 +9,9 @@ prints one JSON object:
   the module frozen + optimize_for_inference), `"scripted"` (the plain scripted module) and `"onnxruntime"` (the
   `.onnx` export beside the `.pt`); `"served": true` marks the one the `--mar` archive serves, so the bench
   shows which backend is fastest per model and whether the archive serves it;
-- `handler`: requests/s of the archive's handler `handle()` over batches of B identical requests of each input
-  kind, through TorchServe's own Context (toolkit.archive.offline), JSON bodies parsed the way the worker does.
+- `handler`: requests/s of the archive's handler over batches of B identical requests of each input kind,
+  through the in-process TorchServe worker (toolkit.archive.worker: TorchServe's loader, Context and request
+  parsing, JSON bodies parsed the way the worker does).
 Run it as its own process (the bench does): it sets torch's process-wide thread pools.
 """
 
@@ -25,12 +26,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+import yaml
 
 from handlers.backends import ONNX_SUFFIXES, OnnxBackend, TorchScriptBackend
 from handlers.worker import apply_threads
-from toolkit.archive.mar import Archive, read_manifest, safe_extract
-from toolkit.archive.offline import load_handler, run_batch
-from toolkit.bench.payloads import INPUT_KINDS, encode, first_digit
+from toolkit.archive.mar import Archive, read_manifest
+from toolkit.archive.worker import ArchiveWorker, Request
+from toolkit.bench.payloads import CONTENT_TYPES, INPUT_KINDS, encode, first_digit
 
 REPEATS = 3  # forward figures are the median of this many timed runs
 
@@ -89,22 +91,19 @@ def forward_throughput(model_file: Path, batch_sizes: Sequence[int], threads: in
     return rows
 
 
-def archive_handler(mar: Path, into: Path, threads: int):
-    """The archive's handler, initialised offline from `mar` extracted into `into`, with `threads` threads."""
-    safe_extract(mar, into)
-    config = Archive.open(mar).config.torchserve_config()
-    config.setdefault("handler", {})["threads"] = threads
-    return load_handler(into, model_config=config)  # manifest and entry class as the worker reads them
+def archive_worker(mar: Path, into: Path, threads: int) -> ArchiveWorker:
+    """The archive's handler loaded by the in-process worker from `mar` extracted into `into`, set to `threads`
+    intra-op threads (its packed model-config edited before the load, as a YAML with `handler.threads`)."""
+    config_file = Archive.open(mar).extract(into) / "model-config.yaml"
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    config["handler"]["threads"] = threads
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return ArchiveWorker(into)
 
 
-def worker_body(kind: str, body: bytes) -> object:
-    """A request body as TorchServe's worker hands it to `handle()`: JSON parsed, anything else bytes."""
-    return json.loads(body) if kind == "json" else body
-
-
-def one_batch(handler, context, kind: str, body: bytes, size: int) -> None:
-    """`size` identical requests through `handle()` as one batch; RuntimeError unless the first got 200."""
-    answers = run_batch(handler, context, [worker_body(kind, body) for _ in range(size)])
+def one_batch(worker: ArchiveWorker, kind: str, body: bytes, size: int) -> None:
+    """`size` identical requests as one batch; RuntimeError unless the first got 200."""
+    answers = worker.handle([Request(body, CONTENT_TYPES[kind])] * size)
     if answers[0].status != 200:
         raise RuntimeError(f"handler answered {answers[0].status}: {answers[0].body[:200]!r}")
 
@@ -115,11 +114,11 @@ def handler_throughput(mar: Path, heldout: Path, batch_sizes: Sequence[int], thr
     image = first_digit(heldout)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-handler-") as tmp:
-        handler, context = archive_handler(mar, Path(tmp), threads)
+        worker = archive_worker(mar, Path(tmp), threads)
         for kind in INPUT_KINDS:
             body = encode(kind, image)
             for batch_size in batch_sizes:
-                calls, elapsed = rate(lambda n=batch_size, k=kind, b=body: one_batch(handler, context, k, b, n),
+                calls, elapsed = rate(lambda n=batch_size, k=kind, b=body: one_batch(worker, k, b, n),
                                       seconds, warmup=3)
                 rows.append({"threads": threads, "input": kind, "batch_size": batch_size,
                              "requests_per_s": round(calls * batch_size / elapsed, 1),

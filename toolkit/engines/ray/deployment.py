@@ -1,8 +1,10 @@
 """The Ray Serve deployments: one batched deployment per archive, and one ingress speaking TorchServe's API.
 
-    ArchiveModel   one `.mar` per replica (toolkit.engines.archive_worker.ArchiveWorker); requests are
+    ArchiveModel   one `.mar` per replica, loaded by the in-process TorchServe worker
+                   (toolkit.archive.worker.ArchiveWorker, the harness the archive preflight ran); requests are
                    batched by `@serve.batch` (max_batch_size = batchSize, batch_wait_timeout_s =
-                   maxBatchDelay / 1000) into one `handle()` call; each answer keeps its own status.
+                   maxBatchDelay / 1000) into one `handle()` call; each answer keeps its own status. The
+                   handler metrics go to Ray's metrics (toolkit.engines.ray.metrics).
     Ingress        the HTTP front on Ray's proxy: `POST /predictions/<model>[/<version>]`, `GET /ping`,
                    TorchServe's bearer tokens (a missing or wrong token is refused with TorchServe's 400
                    InvalidKeyException body), TorchServe's 404 bodies, and 503 + Retry-After when a model's
@@ -23,7 +25,8 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 
-from toolkit.engines.archive_worker import Answer, ArchiveWorker, Request
+from toolkit.archive.worker import Answer, ArchiveWorker, Request
+from toolkit.engines.ray.metrics import RaySink
 
 TOKEN_FAILED = "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
 RETRY_AFTER_S = 1
@@ -42,7 +45,8 @@ class ArchiveModel:
         import ray
 
         self._dir = tempfile.TemporaryDirectory(prefix="ray-archive-")
-        self.worker = ArchiveWorker(mar, self._dir.name, gpu_id=_device(ray.get_gpu_ids()))
+        self.worker = ArchiveWorker.from_mar(mar, self._dir.name, gpu_id=_device(ray.get_gpu_ids()),
+                                             metrics_sink=RaySink())
         self.batch.set_max_batch_size(max_batch_size)
         self.batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
