@@ -9,9 +9,11 @@ VERSION ?=
 # --- the build graph -----------------------------------------------------------------------------------------
 VENV := .venv/.installed
 GRPC_STUBS := toolkit/client/grpc_gen/__init__.py
-# What the demo-model build runs: examples/demo_models and the export code it calls. One
-# `build_models --only <name>` run rewrites build/models/<name>/ whole; its .built stamp marks it complete.
-DEMO_SRC := $(wildcard examples/demo_models/*.py) $(wildcard toolkit/export/*.py) toolkit/paths.py
+# What a demo-model build runs: its own module examples/demo_models/<name>.py, the shared training and export
+# code, and (below) what one model alone uses. One `build_models --only <name>` run rewrites build/models/<name>/
+# whole; its .built stamp marks it complete.
+DEMO_SHARED := examples/demo_models/build_models.py examples/demo_models/training.py \
+	$(wildcard toolkit/export/*.py) toolkit/paths.py
 DEMO_MODELS := mnist tabular
 MODEL_BUILDS := $(DEMO_MODELS:%=build/models/%/.built)
 ARCHIVES := $(patsubst config/models/%.yaml,model_store/%.mar,$(wildcard config/models/*.yaml))
@@ -29,8 +31,9 @@ $(VENV): pyproject.toml
 $(GRPC_STUBS): $(wildcard proto/*.proto) scripts/gen_grpc.py $(VENV)
 	@$(PY) scripts/gen_grpc.py && touch $@
 
-build/models/%/.built: $(DEMO_SRC) | $(VENV)
+build/models/%/.built: examples/demo_models/%.py $(DEMO_SHARED) | $(VENV)
 	$(PY) -m examples.demo_models.build_models --only $* && touch $@
+build/models/mnist/.built: examples/demo_models/digits.py examples/demo_models/fonts.py handlers/imaging.py
 
 model_store/%.mar: config/models/%.yaml | $(VENV) $(MODEL_BUILDS)
 	$(PY) -m toolkit.archive --model $*

@@ -4,22 +4,22 @@ MNIST layout: 28×28 ``uint8``, white ink (255) on black (0); the digit is scale
 anti-aliased) so its ink bounding box fits a 20×20 box, then translated so its centre of mass is at
 the image centre (14, 14) in continuous pixel coordinates (pixel ``i`` spans ``[i, i + 1)``).
 The layout and the normalisation are the image handler's own (``handlers.imaging.digit_box`` and
-``to_tensor`` with the ``handler.image`` section of ``config/models/mnist.yaml``), so the model trains on
-exactly what serving feeds it.
+``to_tensor``) with ``MNIST_INPUT``, the ``handler.image`` section the mnist YAMLs serve the model with (a unit
+test holds them equal), so the model trains on exactly what serving feeds it.
 """
 
 from __future__ import annotations
 
-from functools import cache
-
 import numpy as np
 from PIL import Image, ImageFilter
 
-from handlers.config import ImageInput, load_model_yaml
+from handlers.config import ImageInput
 from handlers.imaging import digit_box, to_tensor
-from toolkit.paths import MODEL_CONFIGS
 
 MNIST_SIZE = 28
+# The preprocessing the model is trained with: MNIST's layout and normalisation (mean and std of MNIST's pixels).
+MNIST_INPUT = ImageInput(width=MNIST_SIZE, height=MNIST_SIZE, channels=1, mean=[0.1307], std=[0.3081],
+                         background="auto", fit="digit_box")
 
 # Intermediate resolution sklearn's 8×8 digits are upscaled to (their original bitmaps were 32×32).
 _UPSCALE = 32
@@ -56,16 +56,10 @@ def render_sklearn_digits(images: np.ndarray) -> np.ndarray:
     return np.stack([to_mnist_layout(upscale_sklearn_digit(img)) for img in images]).astype(np.uint8)
 
 
-@cache
-def mnist_input() -> ImageInput:
-    """The ``handler.image`` section the mnist archive is served with (config/models/mnist.yaml)."""
-    return load_model_yaml(MODEL_CONFIGS / "mnist.yaml").handler.section("image")
-
-
 def normalize(images: np.ndarray) -> np.ndarray:
     """Serving preprocessing: uint8 ``(N, 28, 28)`` -> float32 ``(N, 1, 28, 28)``, normalised by the image
-    handler's own ``to_tensor`` with mnist.yaml's ``handler.image`` (MNIST's mean and std)."""
-    return to_tensor(np.asarray(images), mnist_input()).numpy()
+    handler's own ``to_tensor`` with ``MNIST_INPUT`` (MNIST's mean and std)."""
+    return to_tensor(np.asarray(images), MNIST_INPUT).numpy()
 
 
 def augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -161,6 +161,15 @@ def test_training_code_edit_retrains_and_rearchives(tree):
     assert sum("build_models" in line for line in commands) == 2  # one run per model, not one per file
 
 
+def test_one_models_training_code_retrains_that_model_only(tree):
+    touch(tree, "examples/demo_models/tabular.py")
+    commands = plan(tree, "serve")
+    assert trained(commands) == {"tabular"}
+    assert archived(commands) == {"tabular", "tabular_onnx"}
+    touch(tree, "examples/demo_models/digits.py")
+    assert trained(plan(tree, "serve")) == {"mnist", "tabular"}
+
+
 def test_missing_model_folder_is_rebuilt(tree):
     shutil.rmtree(tree / "build/models/tabular")
     commands = plan(tree, "serve")
