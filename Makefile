@@ -86,8 +86,8 @@ test-integration: $(MODEL_BUILDS) $(GRPC_STUBS) ## archive, model and Makefile t
 test-e2e: $(ARCHIVES) $(GRPC_STUBS) .venv-kserve/.installed ## tests against a real TorchServe only (needs Java 17 and wrk)
 	@bash scripts/test.sh tests/e2e
 
-lint: $(VENV) ## ruff check, then the import contracts of pyproject.toml (lint-imports)
-	@.venv/bin/ruff check handlers toolkit scripts tests examples && .venv/bin/lint-imports --no-logo
+lint: $(VENV) ## ruff check, the complexity gate (xenon: no block worse than C), the import contracts (lint-imports)
+	@bash scripts/lint.sh
 
 bench: $(ARCHIVES) $(GRPC_STUBS) ## benchmark the served models, writes bench/results/ (BENCH_ARGS=)
 	@bash scripts/bench.sh
