@@ -88,13 +88,14 @@ def target_of(server: LocalServer) -> TargetServer:
 
 
 def _predict_once(server: LocalServer, model: str, payload: Payload) -> int | None:
-    """HTTP status of one prediction, None while the server cannot answer yet (no key file, no listener)."""
+    """HTTP status of one prediction, None while the server cannot answer yet (no key file, no listener, or no
+    answer within 10 s, as on a busy machine during start-up)."""
     try:
         keys, urls = server.read_keys(), server.urls
         resp = requests.post(f"{urls.inference}/predictions/{model}", data=payload.path.read_bytes(), timeout=10,
                              headers={"Authorization": f"Bearer {keys.inference}",
                                       "Content-Type": payload.content_type})
-    except (KeyFileError, requests.ConnectionError):
+    except (KeyFileError, requests.ConnectionError, requests.Timeout):
         return None
     return resp.status_code
 

@@ -22,13 +22,23 @@ COUNTERS = ("ts_inference_requests_total", "ts_inference_latency_microseconds", 
 GAUGES = ("QueueTime", "WorkerThreadTime", "PredictionTime", "HandlerTime")
 
 
-def model_counters(samples: list[Sample], model: str) -> dict[str, float]:
-    """The three frontend counters of `model` (all versions summed)."""
-    out = dict.fromkeys(COUNTERS, 0.0)
+@dataclass(frozen=True)
+class Counters:
+    """The frontend counters of one model at one scrape (all versions summed): requests, and the summed
+    request latency and queue latency in µs."""
+
+    requests: float
+    latency_us: float
+    queue_us: float
+
+
+def model_counters(samples: list[Sample], model: str) -> Counters:
+    """The three frontend counters (COUNTERS, in that order) of `model`, all versions summed."""
+    totals = dict.fromkeys(COUNTERS, 0.0)
     for name, labels, value in samples:
-        if name in out and labels.get("model_name") == model:
-            out[name] += value
-    return out
+        if name in totals and labels.get("model_name") == model:
+            totals[name] += value
+    return Counters(*totals.values())
 
 
 def model_gauges(samples: list[Sample], model: str) -> dict[str, float]:
@@ -50,13 +60,13 @@ class CounterMeans:
     mean_after_queue_ms: float | None = None  # the rest: the batch through the worker, the answer written
 
 
-def counter_means(before: dict[str, float], after: dict[str, float]) -> CounterMeans:
+def counter_means(before: Counters, after: Counters) -> CounterMeans:
     """Per-request means over the interval between two `model_counters` snapshots (ms)."""
-    count = after["ts_inference_requests_total"] - before["ts_inference_requests_total"]
+    count = after.requests - before.requests
     if count <= 0:
         return CounterMeans(0)
-    total = after["ts_inference_latency_microseconds"] - before["ts_inference_latency_microseconds"]
-    queue = after["ts_queue_latency_microseconds"] - before["ts_queue_latency_microseconds"]
+    total = after.latency_us - before.latency_us
+    queue = after.queue_us - before.queue_us
     return CounterMeans(int(count), round(total / count / 1e3, 3), round(queue / count / 1e3, 3),
                         round((total - queue) / count / 1e3, 3))
 
