@@ -87,8 +87,8 @@ test-integration: $(ARCHIVES) $(GRPC_STUBS) ## archive, model and Makefile tests
 test-e2e: $(ARCHIVES) $(GRPC_STUBS) .venv-kserve/.installed ## tests against a real TorchServe only (needs Java 17 and wrk)
 	@bash scripts/test.sh tests/e2e
 
-lint: $(VENV) ## ruff check, then the import contracts of pyproject.toml (lint-imports)
-	@.venv/bin/ruff check handlers toolkit scripts tests examples && .venv/bin/lint-imports --no-logo
+lint: $(VENV) ## ruff check, the complexity gate (xenon: no block worse than C), the import contracts (lint-imports)
+	@bash scripts/lint.sh
 
 bench: $(ARCHIVES) $(GRPC_STUBS) ## benchmark the served models, writes bench/results/ (BENCH_ARGS=)
 	@bash scripts/bench.sh

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from toolkit.archive.__main__ import main as archive_main
-from toolkit.bench.aioclient import Request, closed_loop
+from toolkit.bench.aioclient import PostRequest, closed_loop
 from toolkit.monitor.dashboard import PICTURE, render
 from toolkit.monitor.prometheus import LocalPrometheus
 from toolkit.paths import CONFIG_PROPERTIES, MODEL_CONFIGS
@@ -30,18 +30,18 @@ DIGIT = [[0] * 10 + [200] * 8 + [0] * 10] * 28
 MNIST = "/predictions/mnist"
 
 
-def mnist_mix() -> list[Request]:
-    good = Request(MNIST, json.dumps({"image": DIGIT}).encode())
+def mnist_mix() -> list[PostRequest]:
+    good = PostRequest(MNIST, json.dumps({"image": DIGIT}).encode())
     bad = [
-        Request(MNIST, json.dumps({"image": [[0] * 27] * 28}).encode()),  # validation_error
-        Request(MNIST, b"\x89PNG\r\n\x1a\nnot an image", "image/png"),  # decode_error
-        Request(MNIST, json.dumps({"image": [DIGIT] * 65}).encode()),  # payload_too_large (max 64)
+        PostRequest(MNIST, json.dumps({"image": [[0] * 27] * 28}).encode()),  # validation_error
+        PostRequest(MNIST, b"\x89PNG\r\n\x1a\nnot an image", "image/png"),  # decode_error
+        PostRequest(MNIST, json.dumps({"image": [DIGIT] * 65}).encode()),  # payload_too_large (max 64)
     ]
     return [good] * 15 + [bad[0]] + [good] * 15 + [bad[1]] + [good] * 15 + [bad[2]]
 
 
-def tabular_requests() -> list[Request]:
-    return [Request("/predictions/tabular", json.dumps({"inputs": [[0.5] * 30]}).encode())]
+def tabular_requests() -> list[PostRequest]:
+    return [PostRequest("/predictions/tabular", json.dumps({"inputs": [[0.5] * 30]}).encode())]
 
 
 async def load(url: str, key: str, phase_s: float) -> None:

@@ -10,13 +10,13 @@ import numpy as np
 
 from handlers.answers import prediction
 from tests.conftest import BUILD, require_built
-from toolkit.bench.aioclient import Request, closed_loop
+from toolkit.bench.aioclient import PostRequest, closed_loop
 
 
 def post_all(base_url: str, key: str, path: str, bodies: list[tuple[bytes, str]], in_flight: int) -> list:
     """POST every (body, content type) with at most `in_flight` outstanding (toolkit.bench.aioclient's closed
     loop); returns (status, JSON) in order. A request without an HTTP answer fails the test."""
-    reqs = [Request(path, body, ctype) for body, ctype in bodies]
+    reqs = [PostRequest(path, body, ctype) for body, ctype in bodies]
     outcomes = asyncio.run(closed_loop(base_url, key, reqs, concurrency=in_flight, timeout_s=120))
     assert [o.index for o in outcomes] == list(range(len(reqs)))
     cut = [o for o in outcomes if o.status is None]

@@ -16,7 +16,7 @@ from tests.cluster.conftest import Cluster
 from tests.conftest import BUILD, require_built
 from tests.heldout import heldout, served_labels
 from tests.heldout import post_all as post_bodies
-from toolkit.bench.aioclient import Request, burst, closed_loop, percentile
+from toolkit.bench.aioclient import PostRequest, burst, closed_loop, percentile
 from toolkit.polling import poll_until
 
 pytestmark = pytest.mark.cluster
@@ -105,8 +105,8 @@ def test_a_bad_request_inside_a_batch_gets_its_400_and_batch_mates_their_200(clu
 
 
 def test_a_burst_of_2000_concurrent_requests_is_answered_in_full(cluster: Cluster) -> None:
-    outcomes = asyncio.run(burst(cluster.url, cluster.keys.inference, Request("/predictions/mnist", png(), "image/png"),
-                                 2000, timeout_s=180))  # fmt: skip
+    request = PostRequest("/predictions/mnist", png(), "image/png")
+    outcomes = asyncio.run(burst(cluster.url, cluster.keys.inference, request, 2000, timeout_s=180))
     statuses = [o.status for o in outcomes]
     latencies = [o.latency_s * 1000 for o in outcomes]
     print(f"ray burst 2000: last answer {max(o.done_at for o in outcomes):.1f} s, p50 {percentile(latencies, 50):.0f}"
@@ -123,7 +123,7 @@ def test_a_replica_killed_under_load_loses_no_answer_and_is_replaced(cluster: Cl
             os.kill(victim["pid"], signal.SIGKILL)
             killed["at"] = time.monotonic() - start
 
-    outcomes = asyncio.run(closed_loop(cluster.url, cluster.keys.inference, [Request("/predictions/mnist", png(),
+    outcomes = asyncio.run(closed_loop(cluster.url, cluster.keys.inference, [PostRequest("/predictions/mnist", png(),
                                        "image/png")], total=1500, concurrency=16, timeout_s=120,
                                        on_outcome=kill_once))  # fmt: skip
     begin = time.monotonic()
@@ -143,7 +143,7 @@ def test_a_replica_killed_under_load_loses_no_answer_and_is_replaced(cluster: Cl
 
 def test_autoscaling_adds_a_replica_under_load_and_removes_it_after(cluster: Cluster) -> None:
     assert running(cluster, "mnist_autoscale_1.0") == 1
-    request = Request("/predictions/mnist_autoscale", png(), "image/png")
+    request = PostRequest("/predictions/mnist_autoscale", png(), "image/png")
     scaled: dict[str, float] = {}
     start = time.monotonic()
 

@@ -22,14 +22,14 @@ import requests
 import yaml
 
 from toolkit.archive.__main__ import main as archive_main
-from toolkit.bench.aioclient import Outcome, Request, post, session
+from toolkit.bench.aioclient import Outcome, PostRequest, post, session
 from toolkit.client.auth import auth_header
 from toolkit.paths import CONFIG_PROPERTIES as CONFIG
 from toolkit.paths import MODEL_STORE
 from toolkit.polling import poll_until
 from toolkit.server.diagnose import worker_lines
 
-__all__ = ["CONFIG", "MODEL_STORE", "Outcome", "Request"]
+__all__ = ["CONFIG", "MODEL_STORE", "Outcome", "PostRequest"]
 
 START_TIMEOUT_S = 240.0  # JVM start plus one worker per model loading torch, on a busy 2-core machine
 ERROR_KEYS = {"code", "type", "message"}
@@ -124,7 +124,7 @@ def one_worker_copy(src: Path, dst: Path) -> Path:
 # --- sends ----------------------------------------------------------------------------------------------
 
 
-def _post_blocking(base_url: str, key: str, req: Request, timeout_s: float, index: int) -> Outcome:
+def _post_blocking(base_url: str, key: str, req: PostRequest, timeout_s: float, index: int) -> Outcome:
     """A large body goes through `requests` in a thread: when TorchServe refuses it (413) before reading it
     all, an aiohttp transport can stay 'closing' with unsent data past the event loop's end (ResourceWarning);
     requests closes its socket."""
@@ -134,7 +134,7 @@ def _post_blocking(base_url: str, key: str, req: Request, timeout_s: float, inde
         return Outcome(index, 0.0, 0.0, resp.status_code, resp.content)
 
 
-async def _send_together(base_url: str, key: str, reqs: list[Request], timeout_s: float) -> list[Outcome]:
+async def _send_together(base_url: str, key: str, reqs: list[PostRequest], timeout_s: float) -> list[Outcome]:
     start = time.monotonic()
     async with session(key, len(reqs) + 1, timeout_s) as http:  # one connection each: all in flight at once
         calls = [
@@ -146,7 +146,7 @@ async def _send_together(base_url: str, key: str, reqs: list[Request], timeout_s
         return list(await asyncio.gather(*calls))
 
 
-def send_together(base_url: str, key: str, reqs: list[Request], timeout_s: float = 60.0) -> list[Outcome]:
+def send_together(base_url: str, key: str, reqs: list[PostRequest], timeout_s: float = 60.0) -> list[Outcome]:
     """POST every request at once (one connection each, asyncio.gather); outcomes in request order. A request
     without an HTTP answer fails the test."""
     outcomes = asyncio.run(_send_together(base_url, key, reqs, timeout_s))
@@ -155,7 +155,7 @@ def send_together(base_url: str, key: str, reqs: list[Request], timeout_s: float
     return outcomes
 
 
-def send_one(base_url: str, key: str, req: Request, timeout_s: float = 60.0) -> Outcome:
+def send_one(base_url: str, key: str, req: PostRequest, timeout_s: float = 60.0) -> Outcome:
     """POST one request on its own."""
     return send_together(base_url, key, [req], timeout_s)[0]
 

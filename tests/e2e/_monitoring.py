@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.conftest import require_built
-from tests.e2e._helpers import CONFIG, START_TIMEOUT_S, Request, build_variant
+from tests.e2e._helpers import CONFIG, START_TIMEOUT_S, PostRequest, build_variant
 from tests.payloads import random_image_bytes
 from toolkit.paths import MODEL_CONFIGS, ROOT
 from toolkit.server.local import LocalServer
@@ -20,15 +20,15 @@ MAX_INPUTS = 4  # max_inputs_per_request of the test archive: 5 images are paylo
 DIGIT = [[0] * 10 + [200] * 8 + [0] * 10] * 28
 
 
-def good(images: int = 1) -> Request:
+def good(images: int = 1) -> PostRequest:
     """A valid request of `images` 28x28 images (a list when more than one)."""
-    return Request(PATH, json.dumps({"image": DIGIT if images == 1 else [DIGIT] * images}).encode())
+    return PostRequest(PATH, json.dumps({"image": DIGIT if images == 1 else [DIGIT] * images}).encode())
 
 
 BAD = {
-    "decode_error": Request(PATH, random_image_bytes(), "image/png"),
-    "validation_error": Request(PATH, json.dumps({"image": [[0] * 27] * 28}).encode()),  # wrong shape
-    "payload_too_large": Request(PATH, json.dumps({"image": [DIGIT] * (MAX_INPUTS + 1)}).encode()),
+    "decode_error": PostRequest(PATH, random_image_bytes(), "image/png"),
+    "validation_error": PostRequest(PATH, json.dumps({"image": [[0] * 27] * 28}).encode()),  # wrong shape
+    "payload_too_large": PostRequest(PATH, json.dumps({"image": [DIGIT] * (MAX_INPUTS + 1)}).encode()),
 }
 STATUS = {"ok": 200, "decode_error": 400, "validation_error": 400, "payload_too_large": 413}
 

@@ -26,7 +26,7 @@ from tests.conftest import BUILD, ROOT, require_built
 from tests.e2e._helpers import (
     CONFIG,
     Outcome,
-    Request,
+    PostRequest,
     assert_error,
     batch_lines,
     peak_rss,
@@ -106,8 +106,8 @@ class Case:
     def path(self, model: str) -> str:
         return f"/predictions/{self.target or model}{self.suffix}"
 
-    def request(self, model: str) -> Request:
-        return Request(self.path(model), self.make(), self.content_type)
+    def request(self, model: str) -> PostRequest:
+        return PostRequest(self.path(model), self.make(), self.content_type)
 
 
 def _common(model: str) -> list[Case]:
@@ -187,18 +187,18 @@ def check_refusal(answer: Outcome, case: Case) -> None:
 # --- good requests and their answers alone ---------------------------------------------------------------
 
 
-def good_requests(model: str) -> list[Request]:
+def good_requests(model: str) -> list[PostRequest]:
     """Seven distinct valid requests (content-type and body); path filled in by the caller."""
     if model == "mnist":
-        return [Request("", _sample_png(f"{i}.png"), "image/png") for i in range(BATCH_SIZE - 1)]
+        return [PostRequest("", _sample_png(f"{i}.png"), "image/png") for i in range(BATCH_SIZE - 1)]
     samples = sorted((BUILD / "tabular" / "samples").glob("sample_*.json"))
     rows = [json.loads(p.read_text())["inputs"][0] for p in samples]
-    return [Request("", json.dumps({"inputs": [rows[i % len(rows)]], "return_probabilities": True}).encode())
+    return [PostRequest("", json.dumps({"inputs": [rows[i % len(rows)]], "return_probabilities": True}).encode())
             for i in range(BATCH_SIZE - 1)]  # fmt: skip
 
 
-def at(req: Request, path: str) -> Request:
-    return Request(path, req.body, req.content_type)
+def at(req: PostRequest, path: str) -> PostRequest:
+    return PostRequest(path, req.body, req.content_type)
 
 
 def assert_same_answer(got: Outcome, alone: Outcome) -> None:
@@ -289,7 +289,7 @@ def test_huge_declared_image_is_refused_without_a_memory_spike(server: LocalServ
     assert pids
     before = {pid: (psutil.Process(pid).memory_info().rss, peak_rss(pid)) for pid in pids}
     bomb = huge_png(_sample_png(), 30000, 30000)
-    answer = send_one(server.urls.inference, keys.inference, Request("/predictions/mnist", bomb, "image/png"))
+    answer = send_one(server.urls.inference, keys.inference, PostRequest("/predictions/mnist", bomb, "image/png"))
     assert_error(answer, 413, "payload_too_large", "refused before decoding")
     for pid, (before_rss, before_peak) in before.items():  # whichever worker got it
         after_rss, after_peak = psutil.Process(pid).memory_info().rss, peak_rss(pid)
@@ -318,11 +318,11 @@ def test_every_bad_input_leaves_the_same_workers_answering_correctly(
     samples = BUILD / "mnist" / "samples"
     for file, label in json.loads((samples / "expected.json").read_text()).items():
         answer = send_one(server.urls.inference, keys.inference,
-                          Request("/predictions/mnist", (samples / file).read_bytes(), "image/png"))  # fmt: skip
+                          PostRequest("/predictions/mnist", (samples / file).read_bytes(), "image/png"))  # fmt: skip
         assert (answer.status, answer.json()["predicted_label"]) == (200, label), file
     samples = BUILD / "tabular" / "samples"
     for file, labels in json.loads((samples / "expected.json").read_text()).items():
         answer = send_one(
-            server.urls.inference, keys.inference, Request("/predictions/tabular", (samples / file).read_bytes())
+            server.urls.inference, keys.inference, PostRequest("/predictions/tabular", (samples / file).read_bytes())
         )
         assert (answer.status, answer.json()["predictions"]) == (200, labels), file

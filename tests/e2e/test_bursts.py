@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,9 @@ import pytest
 from handlers.config import load_model_yaml
 from tests.conftest import require_built
 from tests.e2e._helpers import CONFIG, MODEL_STORE, START_TIMEOUT_S
-from toolkit.bench.bursts import burst_line, digit_body, local_target, run_burst
+from toolkit.bench.bursts import burst_line, digit_body, run_burst
+from toolkit.bench.results import BurstRow
+from toolkit.bench.servers import target_of
 from toolkit.paths import MODEL_CONFIGS
 from toolkit.server.local import LocalServer
 from toolkit.server.process import free_ports
@@ -51,13 +54,13 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
         yield srv
 
 
-def burst(server: LocalServer, n: int, tmp_path: Path) -> dict:
-    row = run_burst(local_target(server), "mnist", digit_body(), n, log_dir=server.log_dir)
+def burst(server: LocalServer, n: int, tmp_path: Path) -> BurstRow:
+    row = run_burst(target_of(server), "mnist", digit_body(), n, log_dir=server.log_dir)
     print(burst_line(row))
-    (tmp_path / f"burst-{n}.json").write_text(json.dumps(row, indent=1))
-    assert row["n"] == n
-    assert row["no_answer"] == {}, f"requests without an HTTP answer (hung or reset): {row['no_answer']}"
-    assert row["healthy_after"], "the server did not answer /ping and a prediction after the burst"
+    (tmp_path / f"burst-{n}.json").write_text(json.dumps(asdict(row), indent=1))
+    assert row.n == n
+    assert row.no_answer == {}, f"requests without an HTTP answer (hung or reset): {row.no_answer}"
+    assert row.healthy_after, "the server did not answer /ping and a prediction after the burst"
     return row
 
 
@@ -65,23 +68,23 @@ def test_shipped_queue_budget_answers_a_2000_burst_in_full(shipped: LocalServer,
     budget = load_model_yaml(MODEL_CONFIGS / "mnist.yaml").job_queue_size
     assert budget is not None and budget >= WITHIN_BUDGET, f"mnist.yaml's jobQueueSize {budget} < {WITHIN_BUDGET}"
     row = burst(shipped, WITHIN_BUDGET, tmp_path)
-    assert row["queue_capacity"] == budget, "the server does not run with the YAML's jobQueueSize"
-    assert (row["answered"], row["refused"], row["other_statuses"]) == (WITHIN_BUDGET, 0, {}), row
+    assert row.queue_capacity == budget, "the server does not run with the YAML's jobQueueSize"
+    assert (row.answered, row.refused, row.other_statuses) == (WITHIN_BUDGET, 0, {}), row
 
 
 def test_past_the_budget_every_request_gets_one_answer_and_refusals_are_fast(
     shipped: LocalServer, tmp_path: Path
 ) -> None:
     row = burst(shipped, PAST_BUDGET, tmp_path)
-    assert row["other_statuses"] == {}, row
-    assert row["answered"] + row["refused"] == PAST_BUDGET, row
-    assert row["answered"] >= row["queue_capacity"], "fewer answered than the queue holds"
-    if row["refused"]:
-        assert "has no worker" in row["refused_message"], row["refused_message"]  # TorchServe's queue-full text
-        server_503 = row["server_ms"].get("503")
+    assert row.other_statuses == {}, row
+    assert row.answered + row.refused == PAST_BUDGET, row
+    assert row.answered >= row.queue_capacity, "fewer answered than the queue holds"
+    if row.refused:
+        assert "has no worker" in row.refused_message, row.refused_message  # TorchServe's queue-full text
+        server_503 = row.server_ms.get("503")
         if server_503:  # the access log is on in the shipped log config
-            assert server_503["count"] == row["refused"]
-            assert server_503["p50"] <= REFUSAL_SERVER_P50_MS and server_503["p99"] <= REFUSAL_SERVER_P99_MS, server_503
-    before, after = row["memory_mib_before"], row["memory_mib_after"]
+            assert server_503.count == row.refused
+            assert server_503.p50 <= REFUSAL_SERVER_P50_MS and server_503.p99 <= REFUSAL_SERVER_P99_MS, server_503
+    before, after = row.memory_mib_before, row.memory_mib_after
     print(f"frontend RSS {before.get('frontend')} -> {after.get('frontend')} MiB; workers "
           f"{[v for k, v in before.items() if k != 'frontend']} -> {[v for k, v in after.items() if k != 'frontend']}")

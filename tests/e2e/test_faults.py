@@ -35,7 +35,7 @@ from tests.e2e._helpers import (
     CONFIG,
     START_TIMEOUT_S,
     Outcome,
-    Request,
+    PostRequest,
     assert_error,
     build_variant,
     rewrite_mar,
@@ -205,7 +205,7 @@ def test_worker_killed_under_load_loses_nothing_and_recovers(faults: Faults, tmp
             os.kill(old_pid, signal.SIGKILL)
             kill["at"] = time.monotonic() - start
 
-    load = closed_loop(srv.urls.inference, inference_key(srv), [Request("/predictions/tabular", sample_body())],
+    load = closed_loop(srv.urls.inference, inference_key(srv), [PostRequest("/predictions/tabular", sample_body())],
                        KILL_LOAD_TOTAL, CONCURRENCY, CLIENT_TIMEOUT_S, on_outcome)  # fmt: skip
     outcomes = asyncio.run(asyncio.wait_for(load, 240))
     new_pid = wait_for(lambda: new_ready_worker(srv, "tabular", old_pid), RECOVERS_WITHIN_S)
@@ -230,7 +230,7 @@ def test_full_queue_refuses_at_once_and_serves_what_it_accepted(faults: Faults, 
     srv = faults.server
     burst = 12
     outcomes = asyncio.run(closed_loop(srv.urls.inference, inference_key(srv),
-                                       [Request("/predictions/tabular_queue", sample_body())],
+                                       [PostRequest("/predictions/tabular_queue", sample_body())],
                                        burst, burst, CLIENT_TIMEOUT_S))  # fmt: skip
     accepted = [o for o in outcomes if o.status == 200]
     rejected = [o for o in outcomes if o.status == 503]
@@ -255,8 +255,8 @@ def test_batch_slower_than_response_timeout(faults: Faults, tmp_path: Path) -> N
     its next batch fails the same way and its worker is replaced again, so the restart loop is reliable."""
     srv = faults.server
     (old_pid,) = pids(srv, "tabular_timeout")
-    slow = Request("/predictions/tabular_timeout", sample_body())
-    other = Request("/predictions/tabular", sample_body())
+    slow = PostRequest("/predictions/tabular_timeout", sample_body())
+    other = PostRequest("/predictions/tabular", sample_body())
     answers = send_together(srv.urls.inference, inference_key(srv), [slow, slow, slow, other])
     for answer in answers[:3]:
         assert_error(answer, 500, "InternalServerException", WORKER_DIED)
@@ -302,7 +302,8 @@ def test_load_failure_names_its_cause_and_server_stays_healthy(faults: Faults, n
         if name in registered:  # 0.12 keeps some failed models registered with no worker
             mgmt.unregister(name)
     assert srv.health_problem() is None
-    answer = send_together(srv.urls.inference, inference_key(srv), [Request("/predictions/tabular", sample_body())])[0]
+    request = PostRequest("/predictions/tabular", sample_body())
+    answer = send_together(srv.urls.inference, inference_key(srv), [request])[0]
     assert (answer.status, answer.json()) == (200, expected_answer())
 
 
@@ -337,8 +338,9 @@ async def load_with_stop(srv: LocalServer, stop: Callable[[], object], close_doo
         marks["stop_returned"] = time.monotonic() - marks["start"]
         stopped.set()
 
-    load = closed_loop(srv.urls.inference, inference_key(srv), [Request("/predictions/tabular_slow", sample_body())],
-                       1_000_000, CONCURRENCY, CLIENT_TIMEOUT_S, on_outcome, should_stop)  # fmt: skip
+    request = PostRequest("/predictions/tabular_slow", sample_body())
+    load = closed_loop(srv.urls.inference, inference_key(srv), [request], 1_000_000, CONCURRENCY, CLIENT_TIMEOUT_S,
+                       on_outcome, should_stop)
     outcomes, _ = await asyncio.wait_for(asyncio.gather(load, stopper()), 120)
     return outcomes, marks
 

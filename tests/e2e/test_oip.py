@@ -17,7 +17,7 @@ import requests
 from tests.conftest import BUILD, ROOT, require_built
 from tests.e2e._helpers import CONFIG, START_TIMEOUT_S, batch_lines, send_together, wait_for
 from toolkit.archive.kserve import write_layout
-from toolkit.bench.aioclient import Request
+from toolkit.bench.aioclient import PostRequest
 from toolkit.client.auth import auth_header
 from toolkit.properties import read_properties, rewrite_properties
 from toolkit.server.diagnose import log_offset
@@ -122,7 +122,7 @@ def test_plain_http_64_at_once_are_batched_and_match_rest(server, keys):
     images = [pixels(p) for p in paths]
     assert rest_labels(server, paths) == expected
     offset = log_offset(server.log_dir)
-    reqs = [Request(INFER.format("mnist"), oip_body(images[i % 10][None])) for i in range(64)]
+    reqs = [PostRequest(INFER.format("mnist"), oip_body(images[i % 10][None])) for i in range(64)]
     outcomes = send_together(server.urls.inference, keys.inference, reqs)
     assert [o.status for o in outcomes] == [200] * 64
     got = [json.loads(o.body)["outputs"][1]["data"][0] for o in outcomes]
@@ -166,7 +166,7 @@ def test_mistakes_get_their_own_400_in_a_batch(server, keys):
     unknown_output = oip_body(image, outputs=[{"name": "logits"}])
     wrong_length = json.dumps({"inputs": [{"name": "x", "shape": [2, 28, 28], "datatype": "FP32",
                                            "data": [0.0] * 784}]}).encode()
-    reqs = [Request(INFER.format("mnist"), body) for body in (good, bad_type, unknown_output, wrong_length, good)]
+    reqs = [PostRequest(INFER.format("mnist"), body) for body in (good, bad_type, unknown_output, wrong_length, good)]
     outcomes = send_together(server.urls.inference, keys.inference, reqs)
     assert [o.status for o in outcomes] == [200, 400, 400, 400, 200]
     errors = [json.loads(o.body) for o in outcomes[1:4]]

@@ -12,7 +12,6 @@ wrk (closed loop, fixed concurrency; `apt-get install -y wrk`). Axes can be narr
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import os
 import shlex
@@ -31,7 +30,8 @@ from toolkit.bench import report, serverstats
 from toolkit.bench.analysis import best_raw, recommend, targets
 from toolkit.bench.bursts import BURST_SIZES, QUICK_SIZES
 from toolkit.bench.loadgen import LoadGenError, find_wrk
-from toolkit.bench.matrix import QuietPolicy, Spec
+from toolkit.bench.plan import BenchPlan, MatrixSpec, PeerPlan, QuietPolicy, RemotePlan
+from toolkit.bench.results import BenchResult, RunMeta, Versions
 from toolkit.bench.run import run_local, run_remote
 from toolkit.bench.servers import Remote, remote_target
 from toolkit.paths import BENCH_RESULTS, BUILD_MODELS, CONFIG_PROPERTIES, KEY_FILE, MODEL_CONFIGS, MODEL_STORE
@@ -108,65 +108,90 @@ def _remote_options(parser: argparse.ArgumentParser) -> None:
                         help="that server's model store (variant archives are written there, then removed)")
 
 
-def make_spec(args: argparse.Namespace) -> Spec:
-    base = QUICK if args.quick else FULL
+def _axis(args: argparse.Namespace, name: str) -> tuple:
+    """An axis of the matrix: the option's values, else the quick or full matrix's."""
+    value = getattr(args, name)
+    return tuple(value if value is not None else (QUICK if args.quick else FULL)[name])
 
-    def axis(name: str) -> tuple:
-        value = getattr(args, name)
-        return tuple(value if value is not None else base[name])
 
+def _duration_s(args: argparse.Namespace) -> float:
+    return args.duration or (QUICK if args.quick else FULL)["duration"]
+
+
+def matrix_spec(args: argparse.Namespace) -> MatrixSpec:
+    """The matrix of the options (`--quick` or the full one, narrowed axis by axis), with its quiet policy."""
     quiet = None
     if args.max_other_cpu > 0:
         quiet = QuietPolicy(args.max_other_cpu, args.retries, budget_s=args.quiet_budget)
-    return Spec(axis("batch_sizes"), axis("delays"), axis("workers"), axis("threads"), axis("concurrency"),
-                args.duration or base["duration"], args.warmup or base["warmup"], quiet)
+    return MatrixSpec(_axis(args, "batch_sizes"), _axis(args, "delays"), _axis(args, "workers"),
+                      _axis(args, "threads"), _axis(args, "concurrency"), _duration_s(args),
+                      args.warmup or (QUICK if args.quick else FULL)["warmup"], quiet)
 
 
-def context(args: argparse.Namespace) -> dict:
-    """Everything the run phases need, checked: artifacts present, wrk installed."""
+def peer_plan(args: argparse.Namespace) -> PeerPlan:
+    """The peers phase of the options; never against a running server (it starts every system afresh)."""
+    return PeerPlan(enabled=args.peers and not args.url,
+                    systems=tuple(args.peer_systems) if args.peer_systems else None, warmup_s=args.peer_warmup,
+                    first_s=args.peer_first, duration_s=args.peer_duration or _duration_s(args),
+                    concurrencies=tuple(args.peer_concurrency))
+
+
+def remote_plan(args: argparse.Namespace) -> RemotePlan | None:
+    """The running server of `--url` (keys from its key file, frontend pid from its port); None without --url."""
+    if not args.url:
+        return None
+    urls = default_urls()
+    remote = Remote(Urls(args.url, args.management_url or urls.management, args.metrics_url or urls.metrics, "", ""),
+                    args.key_file or KEY_FILE)
+    return RemotePlan(remote_target(remote), args.model_store)
+
+
+def burst_sizes(args: argparse.Namespace) -> tuple[int, ...]:
+    if args.bursts is not None:
+        return tuple(args.bursts)
+    return QUICK_SIZES if args.quick else BURST_SIZES
+
+
+def plan_from_args(args: argparse.Namespace) -> BenchPlan:
+    """The checked plan of the options: wrk installed, the model's YAML, model file and held-out set present.
+
+    Raises LoadGenError (no wrk) or FileNotFoundError naming the missing file and `make models`.
+    """
     find_wrk()
     build = BUILD_MODELS / args.model
-    ctx = {"base": args.model, "model_yaml": MODEL_CONFIGS / f"{args.model}.yaml",
-           "model_file": build / f"{args.model}.pt", "heldout": build / "heldout.npz", "config": args.config,
-           "spec": make_spec(args), "input_concurrencies": tuple(args.input_concurrency),
-           "raw_seconds": args.raw_seconds, "shipped": not args.no_shipped, "jvm_warmup_s": args.jvm_warmup,
-           "server_variants": args.server_variants, "peers": args.peers and not args.url,
-           "peer_systems": args.peer_systems, "peer_warmup_s": args.peer_warmup, "peer_first_s": args.peer_first,
-           "peer_duration_s": args.peer_duration or args.duration or (QUICK if args.quick else FULL)["duration"],
-           "peer_concurrencies": tuple(args.peer_concurrency),
-           "bursts": tuple(args.bursts if args.bursts is not None else QUICK_SIZES if args.quick else BURST_SIZES)}
-    for key in ("model_yaml", "model_file", "heldout"):
-        if not ctx[key].is_file():
-            raise FileNotFoundError(f"{ctx[key]} is missing (run `make models` first)")
-    if args.url:
-        urls = default_urls()
-        ctx["remote_target"] = remote_target(Remote(
-            Urls(args.url, args.management_url or urls.management, args.metrics_url or urls.metrics, "", ""),
-            args.key_file or KEY_FILE))
-        ctx["remote_store"] = args.model_store
-    return ctx
+    files = (MODEL_CONFIGS / f"{args.model}.yaml", build / f"{args.model}.pt", build / "heldout.npz")
+    for path in files:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing (run `make models` first)")
+    return BenchPlan(model=args.model, model_yaml=files[0], model_file=files[1], heldout=files[2],
+                     config=args.config, matrix=matrix_spec(args), input_concurrencies=tuple(args.input_concurrency),
+                     raw_seconds=args.raw_seconds, shipped=not args.no_shipped, jvm_warmup_s=args.jvm_warmup,
+                     server_variants=args.server_variants, bursts=burst_sizes(args), peers=peer_plan(args),
+                     remote=remote_plan(args))
 
 
-def meta(args: argparse.Namespace, argv: Sequence[str], spec: Spec, stamp: str) -> dict:
-    return {"timestamp": stamp, "command": shlex.join(["python", "-m", "toolkit.bench", *argv]),
-            "cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
-            "load_before": [round(x, 2) for x in serverstats.load_average()], "spec": dataclasses.asdict(spec),
-            "mode": "remote" if args.url else "local", "config": str(args.config),
-            "versions": {"torch": torch.__version__, "torchserve": ts.__version__, "python": sys.version.split()[0]},
-            "server_config_text": None if args.url else args.config.read_text(encoding="utf-8"),
-            "peer_warmup_s": args.peer_warmup}
+def run_meta(plan: BenchPlan, argv: Sequence[str], stamp: str) -> RunMeta:
+    """How and where this run happens; `load_after` and `wall_s` are filled in at the end."""
+    local = plan.remote is None
+    return RunMeta(timestamp=stamp, command=shlex.join(["python", "-m", "toolkit.bench", *argv]),
+                   cpus=os.cpu_count(), affinity=len(os.sched_getaffinity(0)),
+                   load_before=[round(x, 2) for x in serverstats.load_average()], matrix=plan.matrix,
+                   mode="local" if local else "remote", config=str(plan.config),
+                   versions=Versions(torch.__version__, ts.__version__, sys.version.split()[0]),
+                   server_config_text=plan.config.read_text(encoding="utf-8") if local else None,
+                   peer_warmup_s=plan.peers.warmup_s)
 
 
-def run_phases(args: argparse.Namespace, ctx: dict, result: dict) -> bool:
+def run_phases(plan: BenchPlan, result: BenchResult) -> bool:
     """Run the bench into `result`; on a failure keep what was measured, record the error, return True."""
     try:
-        (run_remote if args.url else run_local)(result, ctx, lambda line: print(line, flush=True))
-    except Exception:  # noqa: BLE001 - any failure: the partial result is still written, with the traceback
-        result["error"] = traceback.format_exc()
-        print(f"error: the run stopped early; partial results are written\n{result['error']}", file=sys.stderr)
-        if result.get("cells") and "targets" not in result:
-            result.setdefault("recommendation", recommend(result["cells"], best_raw(result)))
-            result["targets"] = targets(result)
+        (run_local if plan.remote is None else run_remote)(plan, result, lambda line: print(line, flush=True))
+    except Exception:  # any failure: the partial result is still written, with the traceback
+        result.error = traceback.format_exc()
+        print(f"error: the run stopped early; partial results are written\n{result.error}", file=sys.stderr)
+        if result.cells and not result.targets:
+            result.recommendation = result.recommendation or recommend(result.cells, best_raw(result.raw))
+            result.targets = targets(result)
         return True
     return False
 
@@ -181,21 +206,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     args = build_parser().parse_args(argv)
     try:
-        ctx = context(args)
+        plan = plan_from_args(args)
     except (LoadGenError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    result = {"meta": meta(args, argv, ctx["spec"], stamp)}
+    result = BenchResult(run_meta(plan, argv, stamp))
     begin = time.monotonic()
-    failed = run_phases(args, ctx, result)
-    result["meta"].update(load_after=[round(x, 2) for x in serverstats.load_average()],
-                          wall_s=round(time.monotonic() - begin, 1), spec=dataclasses.asdict(ctx["spec"]))
+    failed = run_phases(plan, result)
+    result.meta.load_after = [round(x, 2) for x in serverstats.load_average()]
+    result.meta.wall_s = round(time.monotonic() - begin, 1)
     paths = report.write_all(result, args.out_dir, stamp)
     if args.publish_plot:
         shutil.copy2(paths["plot"], args.publish_plot)
-    for target in result.get("targets", []):
-        print(f"{'ok ' if target['met'] else 'NO '} {target['goal']}: {target['measured']} (target {target['target']})")
+    for goal in result.targets:
+        print(f"{'ok ' if goal.met else 'NO '} {goal.goal}: {goal.measured} (target {goal.target})")
     print("\n".join(f"wrote {kind}: {path}" for kind, path in paths.items()))
     return 1 if failed else 0
 

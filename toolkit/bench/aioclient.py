@@ -1,6 +1,6 @@
 """The one asyncio HTTP load client of the project: a bounded closed loop over aiohttp, one outcome per request.
 
-    outcomes = asyncio.run(closed_loop(base_url, key, [Request("/predictions/mnist", body, "image/png")],
+    outcomes = asyncio.run(closed_loop(base_url, key, [PostRequest("/predictions/mnist", body, "image/png")],
                                        total=2000, concurrency=32))
 
 `concurrency` clients share one session (one connection each); each takes the next request index until `total`
@@ -30,7 +30,7 @@ DEFAULT_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
-class Request:
+class PostRequest:
     """One POST: path under the base URL (`/predictions/mnist`), body and content type (None: no header)."""
 
     path: str
@@ -74,10 +74,10 @@ class Outcome:
 def session(key: str, limit: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> aiohttp.ClientSession:
     """An aiohttp session sending `key` as bearer token, at most `limit` connections, `timeout_s` per request."""
     return aiohttp.ClientSession(headers=auth_header(key), timeout=aiohttp.ClientTimeout(total=timeout_s),
-                                 connector=aiohttp.TCPConnector(limit=limit))  # fmt: skip
+                                 connector=aiohttp.TCPConnector(limit=limit))
 
 
-async def post(http: aiohttp.ClientSession, base_url: str, req: Request, start: float, index: int = 0) -> Outcome:
+async def post(http: aiohttp.ClientSession, base_url: str, req: PostRequest, start: float, index: int = 0) -> Outcome:
     """POST one request; its Outcome with times relative to `start` (a time.monotonic() value)."""
     headers = {"Content-Type": req.content_type} if req.content_type else {}
     sent = time.monotonic() - start
@@ -117,7 +117,7 @@ async def bounded(
 async def closed_loop(
     base_url: str,
     key: str,
-    requests: Sequence[Request],
+    requests: Sequence[PostRequest],
     total: int | None = None,
     concurrency: int = 16,
     timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -141,7 +141,7 @@ async def closed_loop(
 
 
 async def burst(
-    base_url: str, key: str, request: Request, n: int, timeout_s: float = DEFAULT_TIMEOUT_S
+    base_url: str, key: str, request: PostRequest, n: int, timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> list[Outcome]:
     """`n` copies of `request` all at once, as a user's load test does (`asyncio.gather` of one task per request):
     one session of `n` connections, one each, every task started before any answer is awaited. Times are

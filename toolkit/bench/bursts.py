@@ -24,13 +24,17 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import psutil
 
-from toolkit.bench.aioclient import Outcome, Request, burst, percentile
-from toolkit.bench.matrix import Target, wait_drained
+from toolkit.bench.aioclient import Outcome, PostRequest, burst, percentile
+from toolkit.bench.matrix import wait_drained
 from toolkit.bench.payloads import encode, first_digit
+from toolkit.bench.plan import TargetServer
+from toolkit.bench.results import BurstRow, Latencies, StatusTimes
+from toolkit.bench.servers import target_of
 from toolkit.client.rest import InferenceClient, ManagementClient
 from toolkit.errors import ToolkitError
 from toolkit.paths import BENCH_RESULTS, BUILD_MODELS, CONFIG_PROPERTIES, MODEL_STORE
@@ -50,32 +54,24 @@ def digit_body(model: str = "mnist") -> bytes:
     return encode("json", first_digit(BUILD_MODELS / model.removesuffix("_onnx") / "heldout.npz"))
 
 
-def _ms(values: list[float]) -> dict[str, float | None]:
-    """p50 / p99 / max of latencies in seconds, as ms."""
+def latencies_ms(values: Sequence[float]) -> Latencies:
+    """p50 / p99 / max of latencies in seconds, as ms (None each when there are none)."""
     if not values:
-        return {"p50": None, "p99": None, "max": None}
-    return {"p50": round(1e3 * percentile(values, 50), 1), "p99": round(1e3 * percentile(values, 99), 1),
-            "max": round(1e3 * max(values), 1)}
+        return Latencies(None, None, None)
+    return Latencies(round(1e3 * percentile(values, 50), 1), round(1e3 * percentile(values, 99), 1),
+                     round(1e3 * max(values), 1))
 
 
-def summarize(outcomes: Sequence[Outcome]) -> dict:
-    """What a burst got: answer counts, latencies (ms) of 200s and 503s, seconds until the last answer."""
-    ok = [o for o in outcomes if o.status == 200]
-    refused = [o for o in outcomes if o.status == 503]
-    none = Counter(o.error for o in outcomes if o.status is None)
+def status_counts(outcomes: Sequence[Outcome]) -> tuple[dict[str, int], dict[str, int]]:
+    """(HTTP status -> count for statuses other than 200 and 503, client exception name -> count)."""
     other = Counter(str(o.status) for o in outcomes if o.status not in (200, 503, None))
-    return {
-        "n": len(outcomes),
-        "answered": len(ok),
-        "refused": len(refused),
-        "other_statuses": dict(other),
-        "no_answer": dict(none),  # client exception name -> count: TimeoutError (hung), ClientOSError (reset)...
-        "ok_ms": _ms([o.latency_s for o in ok]),
-        "refused_ms": _ms([o.latency_s for o in refused]),
-        "drain_s": round(max((o.done_at for o in outcomes), default=0.0), 3),
-        "last_ok_s": round(max((o.done_at for o in ok), default=0.0), 3),
-        "refused_message": refused[0].detail if refused else "",
-    }
+    none = Counter(o.error for o in outcomes if o.status is None)
+    return dict(other), dict(none)
+
+
+def last_done_s(outcomes: Sequence[Outcome]) -> float:
+    """Seconds from the burst's start to the last of `outcomes` (0 when there is none)."""
+    return round(max((o.done_at for o in outcomes), default=0.0), 3)
 
 
 def memory_mib(frontend_pid: int | None) -> dict[str, float]:
@@ -110,9 +106,9 @@ def log_size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else 0
 
 
-def server_times(access_log: Path, offset: int, path: str) -> dict[str, dict[str, float | None]]:
+def server_times(access_log: Path, offset: int, path: str) -> dict[str, StatusTimes]:
     """The frontend's own per-request times (ms) for POST `path` logged after byte `offset` of its access log,
-    p50/p99/max per status; {} when there is no access log (a log4j2 config that turns it off)."""
+    per status; {} when there is no access log (a log4j2 config that turns it off)."""
     if not access_log.is_file():
         return {}
     times: dict[str, list[float]] = {}
@@ -122,10 +118,16 @@ def server_times(access_log: Path, offset: int, path: str) -> dict[str, dict[str
             match = _ACCESS.search(raw.decode("utf-8", "replace"))
             if match and match["path"] == path:
                 times.setdefault(match["status"], []).append(float(match["ms"]) / 1e3)
-    return {status: {"count": len(values), **_ms(values)} for status, values in sorted(times.items())}
+    return {status: status_times(values) for status, values in sorted(times.items())}
 
 
-def healthy_after(target: Target, model: str, body: bytes) -> bool:
+def status_times(values: list[float]) -> StatusTimes:
+    """Count, p50, p99 and max (ms) of the frontend's times (s) for one status."""
+    ms = latencies_ms(values)
+    return StatusTimes(len(values), ms.p50, ms.p99, ms.max)
+
+
+def healthy_after(target: TargetServer, model: str, body: bytes) -> bool:
     """Whether the server answers /ping Healthy and one prediction 200 after a burst."""
     try:
         with InferenceClient(target.inference_url, target.inference_key, timeout_s=30.0) as client:
@@ -134,8 +136,8 @@ def healthy_after(target: Target, model: str, body: bytes) -> bool:
         return False
 
 
-def run_burst(target: Target, model: str, body: bytes, n: int, timeout_s: float = BURST_TIMEOUT_S,
-              log_dir: Path | None = None) -> dict:
+def run_burst(target: TargetServer, model: str, body: bytes, n: int, timeout_s: float = BURST_TIMEOUT_S,
+              log_dir: Path | None = None) -> BurstRow:
     """One burst of `n` at once against /predictions/<model>, after the queue is empty; its row. With the
     server's `log_dir`, the row also has the frontend's own times per status from its access log."""
     path = f"/predictions/{model}"
@@ -145,26 +147,32 @@ def run_burst(target: Target, model: str, body: bytes, n: int, timeout_s: float 
     access_log = (log_dir or Path("/nonexistent")) / "access_log.log"
     offset = log_size(access_log)
     before = memory_mib(target.frontend_pid)
-    outcomes = asyncio.run(burst(target.inference_url, target.inference_key, Request(path, body), n, timeout_s))
+    outcomes = asyncio.run(burst(target.inference_url, target.inference_key, PostRequest(path, body), n, timeout_s))
     after = memory_mib(target.frontend_pid)
-    healthy = healthy_after(target, model, body)
-    return {"model": model, "queue_capacity": capacity, **summarize(outcomes),
-            "server_ms": server_times(access_log, offset, path), "memory_mib_before": before,
-            "memory_mib_after": after, "healthy_after": healthy}
+    ok = [o for o in outcomes if o.status == 200]
+    refused = [o for o in outcomes if o.status == 503]
+    other, none = status_counts(outcomes)
+    return BurstRow(
+        model=model, queue_capacity=capacity, n=len(outcomes), answered=len(ok), refused=len(refused),
+        other_statuses=other, no_answer=none, ok_ms=latencies_ms([o.latency_s for o in ok]),
+        refused_ms=latencies_ms([o.latency_s for o in refused]), drain_s=last_done_s(outcomes),
+        last_ok_s=last_done_s(ok), refused_message=refused[0].detail if refused else "",
+        server_ms=server_times(access_log, offset, path), memory_mib_before=before, memory_mib_after=after,
+        healthy_after=healthy_after(target, model, body))
 
 
-def burst_line(row: dict) -> str:
+def burst_line(row: BurstRow) -> str:
     """One progress line of a burst row."""
-    ok, ref = row["ok_ms"], row["refused_ms"]
-    return (f"burst {row['n']}: {row['answered']} x 200, {row['refused']} x 503, other {row['other_statuses']}, "
-            f"no answer {row['no_answer']}; 200 p50/p99 {ok['p50']}/{ok['p99']} ms, 503 p50/p99 {ref['p50']}/"
-            f"{ref['p99']} ms; last answer {row['drain_s']} s; queue {row['queue_capacity']}; server-side ms "
-            f"{row.get('server_ms')}; healthy after: {row['healthy_after']}; RSS MiB {row['memory_mib_before']} -> "
-            f"{row['memory_mib_after']}")
+    ok, ref = row.ok_ms, row.refused_ms
+    server_ms = {status: f"p50 {t.p50} p99 {t.p99} max {t.max} (n {t.count})" for status, t in row.server_ms.items()}
+    return (f"burst {row.n}: {row.answered} x 200, {row.refused} x 503, other {row.other_statuses}, "
+            f"no answer {row.no_answer}; 200 p50/p99 {ok.p50}/{ok.p99} ms, 503 p50/p99 {ref.p50}/{ref.p99} ms; "
+            f"last answer {row.drain_s} s; queue {row.queue_capacity}; server-side ms {server_ms}; "
+            f"healthy after: {row.healthy_after}; RSS MiB {row.memory_mib_before} -> {row.memory_mib_after}")
 
 
-def run_bursts(target: Target, model: str, body: bytes, sizes: Sequence[int], log: Callable[[str], None],
-               rows: list[dict], log_dir: Path | None = None) -> list[dict]:
+def run_bursts(target: TargetServer, model: str, body: bytes, sizes: Sequence[int], log: Callable[[str], None],
+               rows: list[BurstRow], log_dir: Path | None = None) -> list[BurstRow]:
     """A burst of each size in turn (rows appended to `rows` as they come, which is returned)."""
     for n in sizes:
         row = run_burst(target, model, body, n, log_dir=log_dir)
@@ -177,26 +185,19 @@ HEADER = ("| burst N | queue | 200 | 503 | other | no answer | 200 p50 ms | 200 
           "| 503 server p99 ms | last answer s | healthy after | frontend MiB before -> after |")
 
 
-def table(rows: Sequence[dict]) -> list[str]:
+def table_row(r: BurstRow) -> str:
+    """One markdown table row of a burst."""
+    mem = f"{r.memory_mib_before.get('frontend', '-')} -> {r.memory_mib_after.get('frontend', '-')}"
+    server_503 = r.server_ms["503"].p99 if "503" in r.server_ms else None
+    values = [r.n, r.queue_capacity, r.answered, r.refused, sum(r.other_statuses.values()), sum(r.no_answer.values()),
+              r.ok_ms.p50, r.ok_ms.p99, r.refused_ms.p50, r.refused_ms.p99, server_503, r.drain_s,
+              "yes" if r.healthy_after else "NO", mem]
+    return "| " + " | ".join("-" if v is None else str(v) for v in values) + " |"
+
+
+def table(rows: Sequence[BurstRow]) -> list[str]:
     """Markdown table of burst rows."""
-    lines = [HEADER, "|" + "---|" * (HEADER.count("|") - 1)]
-    for r in rows:
-        none = sum(r["no_answer"].values())
-        other = sum(r["other_statuses"].values())
-        mem = f"{r['memory_mib_before'].get('frontend', '-')} -> {r['memory_mib_after'].get('frontend', '-')}"
-        server_503 = r.get("server_ms", {}).get("503", {}).get("p99")
-        values = [r["n"], r["queue_capacity"], r["answered"], r["refused"], other, none, r["ok_ms"]["p50"],
-                  r["ok_ms"]["p99"], r["refused_ms"]["p50"], r["refused_ms"]["p99"], server_503, r["drain_s"],
-                  "yes" if r["healthy_after"] else "NO", mem]
-        lines.append("| " + " | ".join("-" if v is None else str(v) for v in values) + " |")
-    return lines
-
-
-def local_target(server: LocalServer) -> Target:
-    keys = server.read_keys()
-    urls = server.urls
-    return Target(urls.inference, urls.management, urls.metrics, keys.inference, keys.management,
-                  server.running_pid())
+    return [HEADER, "|" + "---|" * (HEADER.count("|") - 1), *(table_row(r) for r in rows)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -208,15 +209,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=BENCH_RESULTS)
     args = parser.parse_args(argv)
     body = digit_body(args.model)
-    rows: list[dict] = []
+    rows: list[BurstRow] = []
     stamp = time.strftime("%Y%m%d-%H%M%S")
     with tempfile.TemporaryDirectory(prefix="bursts-") as run_dir:
         server = LocalServer(run_dir, args.config, MODEL_STORE, [f"{args.model}.mar"], ports=free_ports())
         with server.running():
-            run_bursts(local_target(server), args.model, body, args.sizes, lambda line: print(line, flush=True),
+            run_bursts(target_of(server), args.model, body, args.sizes, lambda line: print(line, flush=True),
                        rows, server.log_dir)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"bursts-{stamp}.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    rows_json = json.dumps([asdict(r) for r in rows], indent=1)
+    (args.out / f"bursts-{stamp}.json").write_text(rows_json + "\n", encoding="utf-8")
     (args.out / f"bursts-{stamp}.md").write_text("\n".join(table(rows)) + "\n", encoding="utf-8")
     print("\n".join(table(rows)))
     print(f"wrote {args.out / f'bursts-{stamp}.md'}")

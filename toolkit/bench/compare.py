@@ -24,7 +24,7 @@ import grpc
 import numpy as np
 import psutil
 
-from toolkit.bench.aioclient import Outcome, Request, bounded, closed_loop, percentile
+from toolkit.bench.aioclient import Outcome, PostRequest, bounded, closed_loop, percentile
 from toolkit.paths import BENCH_RESULTS, BUILD_MODELS
 from toolkit.server.local import LocalServer
 from toolkit.server.process import free_ports
@@ -49,7 +49,7 @@ def summary(outcomes: list[Outcome], wall_s: float, cpu_s: float, concurrency: i
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     return {"requests": len(outcomes), "concurrency": concurrency, "errors": sum(o.status != 200 for o in outcomes),
             "rps": round(len(outcomes) / wall_s, 1), "p50_ms": round(p50 or 0.0, 2), "p99_ms": round(p99 or 0.0, 2),
-            "client_cpu_pct": round(100 * cpu_s / wall_s, 1)}  # fmt: skip
+            "client_cpu_pct": round(100 * cpu_s / wall_s, 1)}
 
 
 async def measured(run: Awaitable[list[Outcome]], concurrency: int) -> dict:
@@ -61,8 +61,9 @@ async def measured(run: Awaitable[list[Outcome]], concurrency: int) -> dict:
 
 
 async def rest_run(server: LocalServer, model: str, body: bytes, requests: int, concurrency: int) -> dict:
-    loop = closed_loop(server.urls.inference, server.read_keys().inference, [Request(f"/predictions/{model}", body)],
-                       total=requests, concurrency=concurrency)  # fmt: skip
+    request = PostRequest(f"/predictions/{model}", body)
+    loop = closed_loop(server.urls.inference, server.read_keys().inference, [request], total=requests,
+                       concurrency=concurrency)
     return await measured(loop, concurrency)
 
 

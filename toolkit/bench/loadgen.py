@@ -17,7 +17,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 WRK_INSTALL_HINT = "wrk not found: install it with `apt-get install -y wrk` (scripts/bench.sh does this as root)"
@@ -81,8 +81,8 @@ class LoadGenError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Request:
-    """The one request a load run repeats: method, URL, optional body file and content type."""
+class LoadRequest:
+    """The one request a wrk run repeats: URL, method, optional body file and content type."""
 
     url: str
     method: str = "POST"
@@ -90,37 +90,60 @@ class Request:
     content_type: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
+class LatencyMs:
+    """Latency of the completed requests of one run, in milliseconds: mean, spread and percentiles."""
+
+    mean: float
+    stdev: float
+    max: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    p99_9: float
+
+
+@dataclass(frozen=True)
+class SocketErrors:
+    """wrk's socket-level error counts (`status`: answers >= 400, also counted in `LoadResult.statuses`)."""
+
+    connect: int
+    read: int
+    write: int
+    timeout: int
+    status: int
+
+    @property
+    def total(self) -> int:
+        """Connect, read, write and timeout errors (not `status`: those requests were answered)."""
+        return self.connect + self.read + self.write + self.timeout
+
+
+@dataclass(frozen=True)
 class LoadResult:
-    """One wrk run. Latencies in milliseconds; throughput in requests/s; client CPU in seconds."""
+    """One wrk run. Throughput in requests/s; client CPU in seconds and % of one core; `ok` the requests
+    answered 200, `errors` the other answers plus the socket errors."""
 
     concurrency: int
     duration_s: float
     requests: int
     throughput_rps: float
-    statuses: dict[str, int]
-    socket_errors: dict[str, int]
-    latency_ms: dict[str, float]
+    statuses: dict[str, int]  # HTTP status -> count
+    socket_errors: SocketErrors
+    latency_ms: LatencyMs
     client_cpu_s: float
     client_cpu_pct: float = field(init=False)
+    ok: int = field(init=False)
+    errors: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.client_cpu_pct = round(100.0 * self.client_cpu_s / self.duration_s, 1) if self.duration_s else 0.0
-
-    @property
-    def ok(self) -> int:
-        """Requests answered with HTTP 200."""
-        return self.statuses.get("200", 0)
-
-    @property
-    def errors(self) -> int:
-        """Answers other than 200 plus connect/read/write/timeout socket errors."""
-        socket = sum(v for k, v in self.socket_errors.items() if k != "status")
-        return sum(self.statuses.values()) - self.ok + socket
-
-    def to_dict(self) -> dict:
-        """JSON-ready form, with the derived `ok` and `errors` counts."""
-        return {**asdict(self), "ok": self.ok, "errors": self.errors}
+        # derived once and stored, so the JSON of a run (dataclasses.asdict) carries them
+        cpu_pct = round(100.0 * self.client_cpu_s / self.duration_s, 1) if self.duration_s else 0.0
+        ok = self.statuses.get("200", 0)
+        object.__setattr__(self, "client_cpu_pct", cpu_pct)
+        object.__setattr__(self, "ok", ok)
+        object.__setattr__(self, "errors", sum(self.statuses.values()) - ok + self.socket_errors.total)
 
 
 def find_wrk() -> str:
@@ -131,7 +154,7 @@ def find_wrk() -> str:
     return path
 
 
-def lua_script(request: Request, key: str, out_path: Path) -> str:
+def lua_script(request: LoadRequest, key: str, out_path: Path) -> str:
     """The wrk script for `request` that writes its JSON summary to `out_path`."""
     ctype = f'wrk.headers["Content-Type"] = [==[{request.content_type}]==]' if request.content_type else ""
     body = ""
@@ -147,24 +170,31 @@ def lua_script(request: Request, key: str, out_path: Path) -> str:
     )
 
 
+def _latency_ms(latency_us: dict) -> LatencyMs:
+    """wrk's latency summary (µs; percentiles keyed by their number as text) in milliseconds."""
+    pct = {float(k): v / 1e3 for k, v in latency_us["percentiles"].items()}
+    return LatencyMs(mean=round(latency_us["mean"] / 1e3, 3), stdev=round(latency_us["stdev"] / 1e3, 3),
+                     max=round(latency_us["max"] / 1e3, 3), p50=round(pct[50], 3), p90=round(pct[90], 3),
+                     p95=round(pct[95], 3), p99=round(pct[99], 3), p99_9=round(pct[99.9], 3))
+
+
 def _summary(raw: dict, concurrency: int, cpu_s: float) -> LoadResult:
+    """The LoadResult of wrk's JSON summary (written by LUA_TEMPLATE's `done`)."""
     duration_s = raw["duration_us"] / 1e6
-    lat = raw["latency_us"]
-    latency_ms = {"mean": lat["mean"] / 1e3, "stdev": lat["stdev"] / 1e3, "max": lat["max"] / 1e3}
-    latency_ms.update({f"p{p:g}": v / 1e3 for p, v in ((float(k), v) for k, v in lat["percentiles"].items())})
     return LoadResult(
         concurrency=concurrency,
         duration_s=round(duration_s, 3),
         requests=int(raw["requests"]),
         throughput_rps=round(raw["requests"] / duration_s, 1) if duration_s else 0.0,
         statuses={str(k): int(v) for k, v in raw["statuses"].items()},
-        socket_errors={k: int(v) for k, v in raw["socket_errors"].items()},
-        latency_ms={k: round(v, 3) for k, v in latency_ms.items()},
+        socket_errors=SocketErrors(**{k: int(v) for k, v in raw["socket_errors"].items()}),
+        latency_ms=_latency_ms(raw["latency_us"]),
         client_cpu_s=round(cpu_s, 3),
     )
 
 
-def run_load(request: Request, key: str, concurrency: int, duration_s: float, timeout_s: float = 10.0) -> LoadResult:
+def run_load(request: LoadRequest, key: str, concurrency: int, duration_s: float,
+             timeout_s: float = 10.0) -> LoadResult:
     """Drive `request` with `concurrency` connections for `duration_s` seconds (wrk, one thread).
 
     Raises LoadGenError when wrk fails. Errors of the server (non-200, socket errors) are counted, not raised.

@@ -1,8 +1,8 @@
 """The configuration matrix: model variants registered on one server, each driven at several concurrencies.
 
 Axes: batchSize x maxBatchDelay (ms) x workers x torch threads per worker, and the client concurrency.
-- threads: one archive per value, built by `toolkit.archive --config <yaml> --store <bench store>` from the
-  model's YAML with `handler.threads` set (TorchServe cannot change it at registration);
+- threads: one archive per value, built in-process by `toolkit.archive.build_variant` from the model's YAML with
+  `handler.threads` set, into the bench's store (TorchServe cannot change it at registration);
 - batch size and delay: the same archive registered again under a new name (`mnist_b8_d5_w1_t1`) with
   `batch_size` / `max_batch_delay` (TorchServe honours these at registration);
 - workers: `scale` after registration (TorchServe 0.12 ignores `initial_workers` when the archive's
@@ -15,84 +15,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from toolkit.archive import build_variant
 from toolkit.bench import serverstats
-from toolkit.bench.loadgen import Request, run_load
+from toolkit.bench.loadgen import LoadRequest, run_load
 from toolkit.bench.payloads import Payload
+from toolkit.bench.plan import MatrixSpec, ModelVariant, QuietPolicy, TargetServer
+from toolkit.bench.results import Cell
 from toolkit.client.metrics import scrape
 from toolkit.client.rest import ManagementClient
 from toolkit.errors import ServerError
 from toolkit.polling import poll_until
 
 
-@dataclass(frozen=True)
-class ModelVariant:
-    """One registered configuration: batchSize, maxBatchDelay (ms), workers, torch threads per worker."""
-
-    batch_size: int
-    delay_ms: int
-    workers: int
-    threads: int
-
-    def name(self, base: str) -> str:
-        """Registration name, e.g. `mnist_b8_d5_w1_t1`."""
-        return f"{base}_b{self.batch_size}_d{self.delay_ms}_w{self.workers}_t{self.threads}"
-
-    @property
-    def label(self) -> str:
-        return f"b{self.batch_size} d{self.delay_ms} w{self.workers} t{self.threads}"
-
-
-@dataclass
-class QuietPolicy:
-    """How the bench copes with other processes on a shared machine (CPU figures in % of one core).
-
-    Before a cell it waits up to `wait_s` for others to use at most `max_other_pct`; a cell during which they
-    used more is re-run up to `retries` times. All waiting and re-running together stops once `budget_s`
-    seconds are spent, so a busy machine cannot stretch a run indefinitely (its cells are then marked noisy).
-    """
-
-    max_other_pct: float = 30.0
-    retries: int = 1
-    wait_s: float = 20.0
-    budget_s: float = 300.0
-    spent_s: float = 0.0
-
-    @property
-    def exhausted(self) -> bool:
-        return self.spent_s >= self.budget_s
-
-
-@dataclass(frozen=True)
-class Spec:
-    """The matrix to run. Durations in seconds."""
-
-    batch_sizes: tuple[int, ...]
-    delays_ms: tuple[int, ...]
-    workers: tuple[int, ...]
-    threads: tuple[int, ...]
-    concurrencies: tuple[int, ...]
-    duration_s: float
-    warmup_s: float
-    quiet: QuietPolicy | None = None  # waiting for / re-running around other users of the cores; None: never
-
-
-@dataclass
-class Target:
-    """The server under test: URLs, keys, the frontend pid (for CPU figures) and the archive to register."""
-
-    inference_url: str
-    management_url: str
-    metrics_url: str
-    inference_key: str
-    management_key: str
-    frontend_pid: int | None
-
-
-def variants(spec: Spec) -> list[ModelVariant]:
+def variants(spec: MatrixSpec) -> list[ModelVariant]:
     """Every variant of the matrix; batchSize 1 only with the first delay (delay is moot without batching)."""
     out = []
     for threads in spec.threads:
@@ -167,23 +105,22 @@ def register(mgmt: ManagementClient, variant: ModelVariant, archive: str, name: 
     return time.monotonic() - start
 
 
-def run_cell(target: Target, model: str, payload: Payload, concurrency: int, duration_s: float) -> dict:
-    """One wrk run against /predictions/<model>, with the server's counters, gauges and CPU around it."""
-    request = Request(f"{target.inference_url}/predictions/{model}", "POST", payload.path, payload.content_type)
+def run_cell(target: TargetServer, model: str, payload: Payload, concurrency: int, duration_s: float) -> Cell:
+    """One wrk run against /predictions/<model>, with the server's counters, gauges and CPU around it; the
+    cell is labelled with the model's name."""
+    request = LoadRequest(f"{target.inference_url}/predictions/{model}", "POST", payload.path, payload.content_type)
     before = serverstats.model_counters(scrape(target.metrics_url), model)
     cpu0 = serverstats.cpu_snapshot(target.frontend_pid)
     load = run_load(request, target.inference_key, concurrency, duration_s)
     cpu1 = serverstats.cpu_snapshot(target.frontend_pid)
     samples = scrape(target.metrics_url)
-    after = serverstats.model_counters(samples, model)
-    server = {**serverstats.counter_means(before, after), **serverstats.cpu_percent(cpu0, cpu1),
-              "gauges_last": serverstats.model_gauges(samples, model)}
-    server["other_pct"] = serverstats.other_cpu_pct(server, load.client_cpu_pct)
-    return {"model": model, "input": payload.kind, "concurrency": concurrency, "load": load.to_dict(),
-            "server": server, "loadavg_1m": round(serverstats.load_average()[0], 2)}
+    server = serverstats.ServerStats.of(
+        serverstats.counter_means(before, serverstats.model_counters(samples, model)),
+        serverstats.cpu_percent(cpu0, cpu1), serverstats.model_gauges(samples, model), load.client_cpu_pct)
+    return Cell(model, model, payload.kind, concurrency, load, server, round(serverstats.load_average()[0], 2))
 
 
-def wait_for_quiet(target: Target, quiet: QuietPolicy) -> float:
+def wait_for_quiet(target: TargetServer, quiet: QuietPolicy) -> float:
     """Before a cell: wait (up to quiet.wait_s, within its budget) until other processes use at most
     quiet.max_other_pct of a core; the last figure measured over one idle second."""
     deadline = time.monotonic() + quiet.wait_s
@@ -195,7 +132,7 @@ def wait_for_quiet(target: Target, quiet: QuietPolicy) -> float:
         quiet.spent_s += time.monotonic() - start
 
 
-def measured_cell(target: Target, model: str, payload: Payload, concurrency: int, spec: Spec) -> dict:
+def measured_cell(target: TargetServer, model: str, payload: Payload, concurrency: int, spec: MatrixSpec) -> Cell:
     """run_cell, after waiting for the machine to calm down and re-run while others' CPU during it was above
     the limit (spec.quiet). `noisy` marks a cell measured while others used more than the limit."""
     quiet = spec.quiet
@@ -203,8 +140,8 @@ def measured_cell(target: Target, model: str, payload: Payload, concurrency: int
         idle_others = wait_for_quiet(target, quiet) if quiet else None
         start = time.monotonic()
         cell = run_cell(target, model, payload, concurrency, spec.duration_s)
-        noisy = quiet is not None and cell["server"]["other_pct"] > quiet.max_other_pct
-        cell.update(attempt=attempt, others_idle_pct=idle_others, noisy=noisy)
+        noisy = quiet is not None and cell.server.other_pct > quiet.max_other_pct
+        cell = replace(cell, attempt=attempt, others_idle_pct=idle_others, noisy=noisy)
         if not noisy or quiet.exhausted:
             return cell
         if attempt <= quiet.retries:
@@ -212,35 +149,40 @@ def measured_cell(target: Target, model: str, payload: Payload, concurrency: int
     return cell
 
 
-def run_variant(target: Target, variant: ModelVariant, archive: str, base: str, payload: Payload,
-                spec: Spec, concurrencies: Sequence[int] | None = None) -> list[dict]:
-    """Register one variant, warm it up, run it at every concurrency, unregister it. Rows of cells."""
+def run_variant(target: TargetServer, variant: ModelVariant, archive: str, base: str, payload: Payload,
+                spec: MatrixSpec, concurrencies: Sequence[int] | None = None) -> list[Cell]:
+    """Register one variant, warm it up, run it at every concurrency, unregister it; its cells."""
     name = variant.name(base)
     with ManagementClient(target.management_url, target.management_key) as mgmt:
-        register_s = register(mgmt, variant, archive, name)
+        register_s = round(register(mgmt, variant, archive, name), 2)
         try:
-            warm = Request(f"{target.inference_url}/predictions/{name}", "POST", payload.path, payload.content_type)
+            warm = LoadRequest(f"{target.inference_url}/predictions/{name}", "POST", payload.path,
+                               payload.content_type)
             run_load(warm, target.inference_key, max(spec.concurrencies), spec.warmup_s)
-            rows = []
+            cells = []
             for concurrency in concurrencies or spec.concurrencies:
                 wait_drained(mgmt, name)
                 cell = measured_cell(target, name, payload, concurrency, spec)
-                rows.append({**asdict(variant), "label": variant.label, "register_s": round(register_s, 2), **cell})
+                cells.append(replace(cell, label=variant.label, variant=variant, register_s=register_s))
         finally:
             wait_drained(mgmt, name)
             unregister(mgmt, name)
-    return rows
+    return cells
 
 
-def run_matrix(target: Target, archives: dict[int, str], base: str, payload: Payload, spec: Spec,
-               rows: list[dict], progress: Callable[[str], None] = print) -> list[dict]:
+def cells_line(cells: Sequence[Cell]) -> str:
+    """Progress text of a variant's cells: req/s, p50 and p99 per concurrency."""
+    return ", ".join(f"c{c.concurrency} {c.load.throughput_rps:.0f} rps p50 {c.load.latency_ms.p50:.1f} "
+                     f"p99 {c.load.latency_ms.p99:.1f} ms" for c in cells)
+
+
+def run_matrix(target: TargetServer, archives: dict[int, str], base: str, payload: Payload, spec: MatrixSpec,
+               cells: list[Cell], progress: Callable[[str], None] = print) -> list[Cell]:
     """Every variant of `spec` (threads -> archive file in the server's store), one after the other; cells are
-    appended to `rows` as they are measured (so a failure keeps what was done), which is returned."""
+    appended to `cells` as they are measured (so a failure keeps what was done), which is returned."""
     todo = variants(spec)
     for index, variant in enumerate(todo, 1):
-        cells = run_variant(target, variant, archives[variant.threads], base, payload, spec)
-        rows.extend(cells)
-        summary = ", ".join(f"c{c['concurrency']}: {c['load']['throughput_rps']:.0f} rps "
-                            f"p99 {c['load']['latency_ms']['p99']:.1f} ms" for c in cells)
-        progress(f"[{index}/{len(todo)}] {variant.label}: {summary}")
-    return rows
+        measured = run_variant(target, variant, archives[variant.threads], base, payload, spec)
+        cells.extend(measured)
+        progress(f"[{index}/{len(todo)}] {variant.label}: {cells_line(measured)}")
+    return cells

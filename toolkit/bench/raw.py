@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -33,6 +34,7 @@ from handlers.worker import apply_threads
 from toolkit.archive.mar import Archive, read_manifest
 from toolkit.archive.worker import ArchiveWorker, Request
 from toolkit.bench.payloads import CONTENT_TYPES, INPUT_KINDS, encode, first_digit
+from toolkit.bench.results import ForwardRow, HandlerRow, RawResult
 
 REPEATS = 3  # forward figures are the median of this many timed runs
 
@@ -74,21 +76,23 @@ def served_kind(mar: Path | None) -> str:
     return "onnxruntime" if Path(serialized).suffix.lower() in ONNX_SUFFIXES else "torchscript"
 
 
-def forward_throughput(model_file: Path, batch_sizes: Sequence[int], threads: int, seconds: float) -> list[dict]:
+def forward_row(kind: str, forward: Callable[[torch.Tensor], torch.Tensor], threads: int, batch_size: int,
+                seconds: float) -> ForwardRow:
+    """Images/s of `forward` on a random (batch_size, 1, 28, 28) batch: the median of REPEATS timed runs."""
+    batch = torch.randn(batch_size, 1, 28, 28)
+    runs = [rate(lambda: forward(batch), seconds) for _ in range(REPEATS)]
+    per_s = sorted(calls * batch_size / elapsed for calls, elapsed in runs)
+    median = per_s[len(per_s) // 2]
+    return ForwardRow(forward=kind, threads=threads, batch_size=batch_size, images_per_s=round(median, 1),
+                      images_per_s_runs=[round(v, 1) for v in per_s], ms_per_batch=round(1e3 * batch_size / median, 4))
+
+
+def forward_throughput(model_file: Path, batch_sizes: Sequence[int], threads: int, seconds: float) -> list[ForwardRow]:
     """Images/s and ms per batch of the bare forward of every kind of `forward_calls` at each batch size,
     with `threads` intra-op threads."""
     torch.set_num_threads(threads)
-    rows = []
-    for kind, forward in forward_calls(model_file, threads).items():
-        for batch_size in batch_sizes:
-            batch = torch.randn(batch_size, 1, 28, 28)
-            runs = sorted(rate(lambda b=batch, f=forward: f(b), seconds) for _ in range(REPEATS))
-            per_s = sorted(calls * batch_size / elapsed for calls, elapsed in runs)
-            rows.append({"forward": kind, "threads": threads, "batch_size": batch_size,
-                         "images_per_s": round(per_s[len(per_s) // 2], 1),  # median of REPEATS runs
-                         "images_per_s_runs": [round(v, 1) for v in per_s],
-                         "ms_per_batch": round(1e3 * batch_size / per_s[len(per_s) // 2], 4)})
-    return rows
+    return [forward_row(kind, forward, threads, batch_size, seconds)
+            for kind, forward in forward_calls(model_file, threads).items() for batch_size in batch_sizes]
 
 
 def archive_worker(mar: Path, into: Path, threads: int) -> ArchiveWorker:
@@ -109,7 +113,7 @@ def one_batch(worker: ArchiveWorker, kind: str, body: bytes, size: int) -> None:
 
 
 def handler_throughput(mar: Path, heldout: Path, batch_sizes: Sequence[int], threads: int,
-                       seconds: float) -> list[dict]:
+                       seconds: float) -> list[HandlerRow]:
     """Requests/s of the handler over batches of identical requests of each input kind (offline)."""
     image = first_digit(heldout)
     rows = []
@@ -120,24 +124,21 @@ def handler_throughput(mar: Path, heldout: Path, batch_sizes: Sequence[int], thr
             for batch_size in batch_sizes:
                 calls, elapsed = rate(lambda n=batch_size, k=kind, b=body: one_batch(worker, k, b, n),
                                       seconds, warmup=3)
-                rows.append({"threads": threads, "input": kind, "batch_size": batch_size,
-                             "requests_per_s": round(calls * batch_size / elapsed, 1),
-                             "us_per_request": round(1e6 * elapsed / (calls * batch_size), 1)})
+                rows.append(HandlerRow(threads=threads, input=kind, batch_size=batch_size,
+                                       requests_per_s=round(calls * batch_size / elapsed, 1),
+                                       us_per_request=round(1e6 * elapsed / (calls * batch_size), 1)))
     return rows
 
 
-def measure(args: argparse.Namespace) -> dict:
+def measure(args: argparse.Namespace) -> RawResult:
     """Forward rows for every thread count, then handler rows (when a .mar is given)."""
     apply_threads(max(args.threads))  # inter-op pool fixed to 1 before any parallel work, as in a worker
     served = served_kind(args.mar)
-    forward = [{**row, "served": row["forward"] == served}
+    forward = [replace(row, served=row.forward == served)
                for t in args.threads for row in forward_throughput(args.model_file, args.batch_sizes, t, args.seconds)]
-    handler: list[dict] = []
-    if args.mar:
-        handler = [row for t in args.threads for row in handler_throughput(args.mar, args.heldout,
-                                                                           args.batch_sizes, t, args.seconds)]
-    return {"forward": forward, "handler": handler, "torch": torch.__version__,
-            "torch_parallel_info": torch.__config__.parallel_info().splitlines()[:6]}
+    handler = [row for t in args.threads if args.mar
+               for row in handler_throughput(args.mar, args.heldout, args.batch_sizes, t, args.seconds)]
+    return RawResult(forward, handler, torch.__version__, torch.__config__.parallel_info().splitlines()[:6])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.mar and not args.heldout:
         print("error: --mar needs --heldout", file=sys.stderr)
         return 2
-    print(json.dumps(measure(args)))
+    print(json.dumps(asdict(measure(args))))
     return 0
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import psutil
 import requests
 
-from toolkit.bench.matrix import Target
 from toolkit.bench.payloads import Payload
+from toolkit.bench.plan import TargetServer
+from toolkit.bench.results import ColdStart
 from toolkit.client.auth import read_keys
 from toolkit.errors import KeyFileError, ServerStartError
 from toolkit.properties import Urls, read_properties, rewrite_properties, url_port
@@ -79,26 +80,27 @@ def variant_config(template: Path, overrides: dict[str, str], into: Path) -> Pat
     return into
 
 
-def target_of(server: LocalServer) -> Target:
-    """The bench Target of a started LocalServer."""
+def target_of(server: LocalServer) -> TargetServer:
+    """The TargetServer of a started LocalServer."""
     urls, keys = server.urls, server.read_keys()
-    return Target(urls.inference, urls.management, urls.metrics, keys.inference, keys.management,
+    return TargetServer(urls.inference, urls.management, urls.metrics, keys.inference, keys.management,
                   server.frontend_pid)
 
 
 def _predict_once(server: LocalServer, model: str, payload: Payload) -> int | None:
-    """HTTP status of one prediction, None while the server cannot answer yet (no key file, no listener)."""
+    """HTTP status of one prediction, None while the server cannot answer yet (no key file, no listener, or no
+    answer within 10 s, as on a busy machine during start-up)."""
     try:
         keys, urls = server.read_keys(), server.urls
         resp = requests.post(f"{urls.inference}/predictions/{model}", data=payload.path.read_bytes(), timeout=10,
                              headers={"Authorization": f"Bearer {keys.inference}",
                                       "Content-Type": payload.content_type})
-    except (KeyFileError, requests.ConnectionError):
+    except (KeyFileError, requests.ConnectionError, requests.Timeout):
         return None
     return resp.status_code
 
 
-def start_timed(server: LocalServer, model: str, payload: Payload, timeout_s: float = 180.0) -> dict:
+def start_timed(server: LocalServer, model: str, payload: Payload, timeout_s: float = 180.0) -> ColdStart:
     """Start `server` and time it: launcher return, and the first 200 prediction of `model` (seconds).
 
     Raises ServerStartError (with the log tail) when the frontend dies or nothing answers in `timeout_s`.
@@ -114,7 +116,7 @@ def start_timed(server: LocalServer, model: str, payload: Payload, timeout_s: fl
         time.sleep(0.05)
     first = time.monotonic() - begin
     server.wait_ready(timeout_s)
-    return {"launcher_s": round(launched, 2), "first_prediction_s": round(first, 2)}
+    return ColdStart(launcher_s=round(launched, 2), first_prediction_s=round(first, 2))
 
 
 @dataclass(frozen=True)
@@ -136,9 +138,9 @@ def listener_pid(port: int) -> int | None:
     return None
 
 
-def remote_target(remote: Remote) -> Target:
-    """Target of a running server: keys from its key file, frontend pid from its inference port."""
+def remote_target(remote: Remote) -> TargetServer:
+    """TargetServer of a running server: keys from its key file, frontend pid from its inference port."""
     keys = read_keys(remote.key_file)
     port = url_port(remote.urls.inference)
-    return Target(remote.urls.inference, remote.urls.management, remote.urls.metrics, keys.inference,
+    return TargetServer(remote.urls.inference, remote.urls.management, remote.urls.metrics, keys.inference,
                   keys.management, listener_pid(port))

@@ -34,7 +34,8 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-from toolkit.bench.aioclient import Outcome, Request, closed_loop, percentile, post, session
+from handlers.answers import prediction
+from toolkit.bench.aioclient import Outcome, PostRequest, closed_loop, percentile, post, session
 from toolkit.client.management import all_versions
 from toolkit.paths import BUILD_MODELS, ROOT
 from toolkit.server.local import LocalServer
@@ -55,20 +56,19 @@ class Probe:
     model: str
     body: bytes
     content_type: str
-    expected: object  # mnist: predicted_label (int); tabular: predictions (list)
+    expected: object  # the answer's prediction (handlers.answers.prediction): mnist a class index, tabular a list
 
     def correct(self, answer: object) -> bool:
-        key = "predicted_label" if self.model == "mnist" else "predictions"
-        return isinstance(answer, dict) and answer.get(key) == self.expected
+        return prediction(answer) == self.expected
 
 
 def request_mix(build: Path) -> list[Probe]:
     """The MNIST sample PNGs and tabular sample rows with their expected answers, interleaved."""
     mnist_dir, tab_dir = build / "mnist" / "samples", build / "tabular" / "samples"
     mnist = [Probe("mnist", (mnist_dir / f).read_bytes(), "image/png", label)
-             for f, label in json.loads((mnist_dir / "expected.json").read_text()).items()]  # fmt: skip
+             for f, label in json.loads((mnist_dir / "expected.json").read_text()).items()]
     tabular = [Probe("tabular", (tab_dir / f).read_bytes(), "application/json", labels)
-               for f, labels in json.loads((tab_dir / "expected.json").read_text()).items()]  # fmt: skip
+               for f, labels in json.loads((tab_dir / "expected.json").read_text()).items()]
     return [probe for pair in zip(mnist, tabular * len(mnist), strict=False) for probe in pair]
 
 
@@ -153,8 +153,8 @@ def record(tally: Tally, probe: Probe, outcome: Outcome) -> None:
         tally.wrong += 1
 
 
-def requests_of(mix: list[Probe]) -> list[Request]:
-    return [Request(f"/predictions/{p.model}", p.body, p.content_type) for p in mix]
+def requests_of(mix: list[Probe]) -> list[PostRequest]:
+    return [PostRequest(f"/predictions/{p.model}", p.body, p.content_type) for p in mix]
 
 
 async def measure_capacity(url: str, key: str, mix: list[Probe], seconds: float) -> float:
@@ -164,7 +164,7 @@ async def measure_capacity(url: str, key: str, mix: list[Probe], seconds: float)
     start = time.monotonic()
     await closed_loop(url, key, requests_of(mix), total=MAX_PROBE_REQUESTS, concurrency=PROBE_CONCURRENCY,
                       timeout_s=CLIENT_TIMEOUT_S, on_outcome=lambda o, _: record(tally, mix[o.index % len(mix)], o),
-                      should_stop=lambda: time.monotonic() >= deadline)  # fmt: skip
+                      should_stop=lambda: time.monotonic() >= deadline)
     return tally.statuses[200] / (time.monotonic() - start)
 
 
@@ -192,7 +192,7 @@ async def open_loop(url: str, key: str, mix: list[Probe], rate: float, seconds: 
 
 
 async def sampler(server: LocalServer, labels: dict[int, str], every_s: float, stop: asyncio.Event,
-                  samples: list[Sample]) -> None:  # fmt: skip
+                  samples: list[Sample]) -> None:
     """Append a Sample every `every_s` seconds until `stop` is set, then one last one."""
     start = time.monotonic()
     pid = server.frontend_pid
@@ -225,26 +225,56 @@ def median_rss(samples: list[Sample], name: str) -> int | None:
     return values[len(values) // 2] if len(values) == len(samples) and values else None
 
 
-def process_rows(samples: list[Sample], warmup_s: float) -> list[dict]:
-    """Per process: RSS at start, after warm-up and at the end (MiB; the last two are medians over
-    WINDOW_S), growth between those two, threads and fds at start and end."""
-    first, last = samples[0], samples[-1]
+@dataclass(frozen=True)
+class ProcessRow:
+    """One process over the soak: RSS at start, after warm-up and at the end (MiB; the last two medians over
+    WINDOW_S), the growth between those two (%), threads and open fds at start and end."""
+
+    process: str
+    pid: int
+    pid_changed: bool
+    rss_start_mib: float
+    rss_after_warmup_mib: float
+    rss_end_mib: float
+    growth_after_warmup_pct: float
+    threads_start: int
+    threads_end: int
+    fds_start: int
+    fds_end: int
+
+
+@dataclass(frozen=True)
+class MissingProcess:
+    """A process that was not sampled for the whole run."""
+
+    process: str
+    note: str = "not present for the whole run (worker restarted?)"
+
+
+def _mib(rss: int) -> float:
+    return round(rss / 2**20, 1)
+
+
+def process_row(name: str, samples: list[Sample], base: list[Sample],
+                tail: list[Sample]) -> ProcessRow | MissingProcess:
+    """The row of process `name`: start and end from the first and last sample, RSS medians over `base`
+    (after the warm-up) and `tail` (the end)."""
+    a, c = pick(samples[0], name), pick(samples[-1], name)
+    b_rss, c_rss = median_rss(base, name), median_rss(tail, name)
+    if a is None or c is None or b_rss is None or c_rss is None:
+        return MissingProcess(name)
+    return ProcessRow(process=name, pid=c.pid, pid_changed=a.pid != c.pid, rss_start_mib=_mib(a.rss),
+                      rss_after_warmup_mib=_mib(b_rss), rss_end_mib=_mib(c_rss),
+                      growth_after_warmup_pct=growth_pct(b_rss, c_rss), threads_start=a.threads,
+                      threads_end=c.threads, fds_start=a.fds, fds_end=c.fds)
+
+
+def process_rows(samples: list[Sample], warmup_s: float) -> list[ProcessRow | MissingProcess]:
+    """Per process (the frontend, then the workers of the last sample): its ProcessRow, or MissingProcess."""
+    last = samples[-1]
     base = [s for s in samples if warmup_s <= s.at < warmup_s + WINDOW_S] or [last]
     tail = [s for s in samples if s.at >= last.at - WINDOW_S]
-    rows = []
-    for name in ["frontend", *sorted(last.workers)]:
-        a, c = pick(first, name), pick(last, name)
-        b_rss, c_rss = median_rss(base, name), median_rss(tail, name)
-        if a is None or c is None or b_rss is None or c_rss is None:
-            rows.append({"process": name, "note": "not present for the whole run (worker restarted?)"})
-            continue
-        rows.append({
-            "process": name, "pid": c.pid, "pid_changed": a.pid != c.pid,
-            "rss_start_mib": round(a.rss / 2**20, 1), "rss_after_warmup_mib": round(b_rss / 2**20, 1),
-            "rss_end_mib": round(c_rss / 2**20, 1), "growth_after_warmup_pct": growth_pct(b_rss, c_rss),
-            "threads_start": a.threads, "threads_end": c.threads, "fds_start": a.fds, "fds_end": c.fds,
-        })  # fmt: skip
-    return rows
+    return [process_row(name, samples, base, tail) for name in ["frontend", *sorted(last.workers)]]
 
 
 def percentile_ms(latencies_s: list[float], q: float) -> float | None:
@@ -253,11 +283,23 @@ def percentile_ms(latencies_s: list[float], q: float) -> float | None:
     return None if value is None else round(value * 1000, 1)
 
 
-def verdict(rows: list[dict], tally: Tally) -> list[str]:
+def process_misses(rows: list[ProcessRow | MissingProcess]) -> list[str]:
+    """The process targets missed: RSS growth above GROWTH_TARGET_PCT, a process missing or restarted."""
+    missed = []
+    for r in rows:
+        if isinstance(r, MissingProcess):
+            missed.append(f"{r.process}: {r.note}")
+            continue
+        if r.growth_after_warmup_pct > GROWTH_TARGET_PCT:
+            missed.append(f"{r.process}: RSS grew {r.growth_after_warmup_pct} % after warm-up")
+        if r.pid_changed:
+            missed.append(f"{r.process}: pid changed during the run (worker restarted?)")
+    return missed
+
+
+def verdict(rows: list[ProcessRow | MissingProcess], tally: Tally) -> list[str]:
     """The targets missed (empty when all are met)."""
-    missed = [f"{r['process']}: RSS grew {r['growth_after_warmup_pct']} % after warm-up"
-              for r in rows if r.get("growth_after_warmup_pct", 0) > GROWTH_TARGET_PCT]  # fmt: skip
-    missed += [f"{r['process']}: {r['note']}" for r in rows if "note" in r or r.get("pid_changed")]
+    missed = process_misses(rows)
     if tally.server_errors():
         missed.append(f"{tally.server_errors()} answers were 5xx")
     if tally.wrong:
@@ -267,47 +309,75 @@ def verdict(rows: list[dict], tally: Tally) -> list[str]:
     return missed
 
 
-def print_report(report: dict) -> None:
-    print(f"\nsoak: {report['minutes']} min at {report['rate_rps']} req/s "
-          f"(capacity {report['capacity_rps']} req/s), warm-up {report['warmup_s']} s; "
-          f"'warm' and 'end' RSS are medians over {report['median_window_s']:g} s")  # fmt: skip
+@dataclass(frozen=True)
+class RequestSummary:
+    """The requests of the open-loop run: answers by HTTP status, 5xx, wrong answers, client errors, requests
+    not started (MAX_IN_FLIGHT outstanding), latency percentiles (ms)."""
+
+    answered: int
+    statuses: dict[str, int]
+    server_errors: int
+    wrong: int
+    client_errors: dict[str, int]
+    skipped: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+    @classmethod
+    def of(cls, tally: Tally) -> RequestSummary:
+        return cls(tally.answered, {str(k): v for k, v in sorted(tally.statuses.items())}, tally.server_errors(),
+                   tally.wrong, dict(tally.client_errors), tally.skipped, percentile_ms(tally.latencies, 50),
+                   percentile_ms(tally.latencies, 99))
+
+
+@dataclass(frozen=True)
+class SoakReport:
+    """The whole soak: its settings, per-process rows, the requests, the targets missed and every sample."""
+
+    minutes: float
+    rate_rps: float
+    capacity_rps: float | None  # None when --rate was given (no probe)
+    warmup_s: float
+    median_window_s: float
+    processes: list[ProcessRow | MissingProcess]
+    requests: RequestSummary
+    missed: list[str]
+    samples: list[Sample]
+
+
+def _process_line(r: ProcessRow | MissingProcess) -> str:
+    if isinstance(r, MissingProcess):
+        return f"{r.process:<22}  {r.note}"
+    return (f"{r.process:<22}{r.pid:>8}{r.rss_start_mib:>11}{r.rss_after_warmup_mib:>9}{r.rss_end_mib:>9}"
+            f"{r.growth_after_warmup_pct:>9}{r.threads_start:>5}->{r.threads_end:<4}{r.fds_start:>5}->{r.fds_end:<4}")
+
+
+def print_report(report: SoakReport) -> None:
+    print(f"\nsoak: {report.minutes} min at {report.rate_rps} req/s (capacity {report.capacity_rps} req/s), "
+          f"warm-up {report.warmup_s} s; 'warm' and 'end' RSS are medians over {report.median_window_s:g} s")
     print(f"{'process':<22}{'pid':>8}{'RSS start':>11}{'warm':>9}{'end':>9}{'growth%':>9}{'threads':>10}{'fds':>10}")
-    for r in report["processes"]:
-        if "note" in r:
-            print(f"{r['process']:<22}  {r['note']}")
-            continue
-        print(f"{r['process']:<22}{r['pid']:>8}{r['rss_start_mib']:>11}{r['rss_after_warmup_mib']:>9}"
-              f"{r['rss_end_mib']:>9}{r['growth_after_warmup_pct']:>9}"
-              f"{r['threads_start']:>5}->{r['threads_end']:<4}{r['fds_start']:>5}->{r['fds_end']:<4}")  # fmt: skip
-    t = report["requests"]
-    print(f"requests: {t['answered']} answered, statuses {t['statuses']}, 5xx {t['server_errors']}, "
-          f"wrong {t['wrong']}, client errors {t['client_errors']}, skipped {t['skipped']}, "
-          f"latency p50 {t['p50_ms']} ms p99 {t['p99_ms']} ms")  # fmt: skip
-    print("PASS: every target met" if not report["missed"] else "FAIL:\n  " + "\n  ".join(report["missed"]))
+    for row in report.processes:
+        print(_process_line(row))
+    t = report.requests
+    print(f"requests: {t.answered} answered, statuses {t.statuses}, 5xx {t.server_errors}, wrong {t.wrong}, "
+          f"client errors {t.client_errors}, skipped {t.skipped}, latency p50 {t.p50_ms} ms p99 {t.p99_ms} ms")
+    print("PASS: every target met" if not report.missed else "FAIL:\n  " + "\n  ".join(report.missed))
 
 
 def build_report(args: argparse.Namespace, capacity: float | None, rate: float, samples: list[Sample],
-                 tally: Tally) -> dict:  # fmt: skip
+                 tally: Tally) -> SoakReport:
     rows = process_rows(samples, args.warmup_s)
-    return {
-        "minutes": args.minutes, "rate_rps": round(rate, 1),
-        "capacity_rps": round(capacity, 1) if capacity else None, "warmup_s": args.warmup_s,
-        "median_window_s": WINDOW_S,
-        "processes": rows,
-        "requests": {"answered": tally.answered, "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
-                     "server_errors": tally.server_errors(), "wrong": tally.wrong,
-                     "client_errors": dict(tally.client_errors), "skipped": tally.skipped,
-                     "p50_ms": percentile_ms(tally.latencies, 50), "p99_ms": percentile_ms(tally.latencies, 99)},
-        "missed": verdict(rows, tally),
-        "samples": [asdict(s) for s in samples],
-    }  # fmt: skip
+    return SoakReport(minutes=args.minutes, rate_rps=round(rate, 1),
+                      capacity_rps=round(capacity, 1) if capacity else None, warmup_s=args.warmup_s,
+                      median_window_s=WINDOW_S, processes=rows, requests=RequestSummary.of(tally),
+                      missed=verdict(rows, tally), samples=samples)
 
 
 # --- main ----------------------------------------------------------------------------------------------
 
 
-async def soak(server: LocalServer, args: argparse.Namespace, mix: list[Probe]) -> dict:
-    """Capacity probe (unless --rate), then the open-loop run with sampling; the report dict."""
+async def soak(server: LocalServer, args: argparse.Namespace, mix: list[Probe]) -> SoakReport:
+    """Capacity probe (unless --rate), then the open-loop run with sampling; the report."""
     url, key = server.urls.inference, server.read_keys().inference
     capacity = None if args.rate else await measure_capacity(url, key, mix, args.probe_s)
     rate = args.rate or capacity / 2
@@ -343,10 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = LocalServer(args.out / "run", models=["mnist.mar", "tabular.mar"], ports=free_ports())
     with server.running():
         report = asyncio.run(soak(server, args, mix))
-    (args.out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    (args.out / "report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
     print_report(report)
     print(f"report: {args.out / 'report.json'}; server logs: {server.log_dir}")
-    return 0 if not report["missed"] else 1
+    return 0 if not report.missed else 1
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ class Batcher:
                     break
             try:
                 outputs = await asyncio.to_thread(forward, self.model, [image for image, _ in items])
-            except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+            except Exception as exc:  # every waiting request gets the error
                 for _, future in items:
                     future.set_exception(exc)
                 continue

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,10 @@ import psutil
 import requests
 from PIL import Image
 
-from toolkit.bench.loadgen import Request, run_load
+from toolkit.bench.loadgen import LoadRequest, run_load
+from toolkit.bench.payloads import Payload
+from toolkit.bench.plan import BenchPlan, PeerPlan, Prepared
+from toolkit.bench.results import PeerCell, PeerFailure, PeerRun
 from toolkit.engines.ray.cluster import LocalRayCluster
 from toolkit.paths import ROOT
 from toolkit.polling import poll_until
@@ -43,6 +46,7 @@ from toolkit.server.local import LocalServer
 from toolkit.server.process import free_ports, stop_family
 
 Log = Callable[[str], None]
+Starter = Callable[[], contextlib.AbstractContextManager["Running"]]
 READY_TIMEOUT_S = 300.0
 MULTI_N = 16
 
@@ -109,17 +113,16 @@ def wait_answering(url: str, key: str, body: bytes, timeout_s: float = READY_TIM
         raise RuntimeError(f"{url} not answering after {timeout_s:g} s: {last[0]}")
 
 
-def measure(running: Running, body_file: Path, ctype: str, concurrency: int, duration_s: float,
-            path: str = "/predictions/mnist") -> dict:
+def measure(running: Running, body: Payload, concurrency: int, duration_s: float,
+            path: str = "/predictions/mnist") -> PeerCell:
     """One wrk cell with the system's and the machine's CPU (% of one core) around it."""
-    request = Request(f"{running.url}{path}", "POST", body_file, ctype)
+    request = LoadRequest(f"{running.url}{path}", "POST", body.path, body.content_type)
     cpu0, busy0, t0 = tree_cpu_s(running.pids), machine_busy_s(), time.monotonic()
     load = run_load(request, running.key, concurrency, duration_s)
     wall = time.monotonic() - t0
     cpu1, busy1 = tree_cpu_s(running.pids), machine_busy_s()
-    return {"concurrency": concurrency, "load": load.to_dict(),
-            "system_cpu_pct": round(100 * (cpu1 - cpu0) / wall, 1),
-            "machine_cpu_pct": round(100 * (busy1 - busy0) / wall, 1)}
+    return PeerCell(body.kind, concurrency, load, system_cpu_pct=round(100 * (cpu1 - cpu0) / wall, 1),
+                    machine_cpu_pct=round(100 * (busy1 - busy0) / wall, 1))
 
 
 # ------------------------------------------------------------------------------------------- the systems
@@ -142,9 +145,9 @@ def subprocess_server(cmd: list[str], log_file: Path, env: dict | None = None) -
 
 
 @contextlib.contextmanager
-def fastapi_peer(mode: str, ctx: dict, work: Path, body: bytes) -> Iterator[Running]:
+def fastapi_peer(mode: str, model_file: Path, work: Path, body: bytes) -> Iterator[Running]:
     port = free_ports().inference
-    cmd = [sys.executable, "-m", "toolkit.bench.peers.fastapi_app", "--model-file", str(ctx["model_file"]),
+    cmd = [sys.executable, "-m", "toolkit.bench.peers.fastapi_app", "--model-file", str(model_file),
            "--port", str(port), "--mode", mode, "--max-batch", "32", "--wait-ms", "5", "--threads", "1"]
     begin = time.monotonic()
     with subprocess_server(cmd, work / f"fastapi-{mode}.log") as proc:
@@ -161,15 +164,16 @@ class _OmpServer(LocalServer):
 
 
 @contextlib.contextmanager
-def torchserve(ctx: dict, work: Path, store: Path, archive: str, name: str, omp1: bool = False) -> Iterator[Running]:
+def torchserve(config: Path, work: Path, store: Path, archive: str, name: str, body: bytes,
+               omp1: bool = False) -> Iterator[Running]:
     cls = _OmpServer if omp1 else LocalServer
-    server = cls(work / f"ts-{name}", ctx["config"], store, [f"mnist={archive}"], ports=free_ports())
+    server = cls(work / f"ts-{name}", config, store, [f"mnist={archive}"], ports=free_ports())
     begin = time.monotonic()
     try:
         server.start()
         server.wait_ready(READY_TIMEOUT_S)
         running = Running(server.urls.inference, server.read_keys().inference, [server.frontend_pid], 0.0)
-        wait_answering(running.url, running.key, ctx["json_body"])
+        wait_answering(running.url, running.key, body)
         running.ready_s = time.monotonic() - begin
         yield running
     finally:
@@ -182,7 +186,7 @@ def _ips() -> list[str]:
 
 
 @contextlib.contextmanager
-def ray_engine(ctx: dict, work: Path, store: Path, archive: str) -> Iterator[Running]:
+def ray_engine(work: Path, store: Path, archive: str, body: bytes) -> Iterator[Running]:
     """Our Ray engine through its own command line (`python -m toolkit.engines.ray start|stop`)."""
     run_dir, port = work / "ray-engine", free_ports().inference
     base = [sys.executable, "-m", "toolkit.engines.ray"]
@@ -196,7 +200,7 @@ def ray_engine(ctx: dict, work: Path, store: Path, archive: str) -> Iterator[Run
         key = json.loads((run_dir / "key_file.json").read_text())["inference"]["key"]
         state = json.loads((run_dir / "cluster.json").read_text())
         url = f"http://127.0.0.1:{port}"
-        wait_answering(url, key, ctx["json_body"])
+        wait_answering(url, key, body)
         yield Running(url, key, [n["pid"] for n in state["nodes"]], time.monotonic() - begin)
     finally:
         subprocess.run([*base, "stop", "--run-dir", str(run_dir)], cwd=ROOT, capture_output=True, timeout=300,
@@ -204,19 +208,19 @@ def ray_engine(ctx: dict, work: Path, store: Path, archive: str) -> Iterator[Run
 
 
 @contextlib.contextmanager
-def ray_tutorial(ctx: dict, work: Path) -> Iterator[Running]:
+def ray_tutorial(work: Path, model_file: Path, body: bytes) -> Iterator[Running]:
     """The tutorial pattern on a LocalRayCluster of its own (the same two nodes as our engine gets)."""
     cluster, port = LocalRayCluster(work / "ray-tutorial"), free_ports().inference
     begin = time.monotonic()
     try:
         state = cluster.start(_ips(), 1, None, port)
         done = subprocess.run([sys.executable, "-m", "toolkit.bench.peers.ray_tutorial", "--address", state.address,
-                               "--http-port", str(port), "--model-file", str(ctx["model_file"]), "--replicas", "2"],
+                               "--http-port", str(port), "--model-file", str(model_file), "--replicas", "2"],
                               cwd=ROOT, env=cluster.env(), capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"ray tutorial did not deploy: {done.stdout[-1500:]}\n{done.stderr[-1500:]}")
         url = f"http://127.0.0.1:{port}"
-        wait_answering(url, "", ctx["json_body"])
+        wait_answering(url, "", body)
         yield Running(url, "", [n.pid for n in state.nodes if n.pid], time.monotonic() - begin)
     finally:
         cluster.stop()
@@ -225,8 +229,8 @@ def ray_tutorial(ctx: dict, work: Path) -> Iterator[Running]:
 # ----------------------------------------------------------------------------------------------- bodies
 
 
-def multi_bodies(heldout: Path, into: Path, n: int = MULTI_N) -> dict[str, tuple[Path, str]]:
-    """Bodies of `n` held-out images in one request: kind -> (file, content type)."""
+def multi_bodies(heldout: Path, into: Path, n: int = MULTI_N) -> list[Payload]:
+    """Bodies of `n` held-out images in one request, kind `<n>x json`, `<n>x npy`, `<n>x png_list`."""
     with np.load(heldout) as data:
         images = data["x"][:n]
     into.mkdir(parents=True, exist_ok=True)
@@ -240,75 +244,91 @@ def multi_bodies(heldout: Path, into: Path, n: int = MULTI_N) -> dict[str, tuple
     bodies = {"json": (json.dumps({"image": images.tolist()}, separators=(",", ":")).encode(), "application/json"),
               "npy": (npy.getvalue(), "application/x-npy"),
               "png_list": (json.dumps({"image": pngs}).encode(), "application/json")}
-    out = {}
+    out = []
     for kind, (body, ctype) in bodies.items():
         path = into / f"multi{n}.{kind}"
         path.write_bytes(body)
-        out[kind] = (path, ctype)
+        out.append(Payload(f"{n}x {kind}", path, ctype, len(body)))
     return out
 
 
 # ------------------------------------------------------------------------------------------------ phase
 
 
-def systems(ctx: dict, work: Path, store: Path) -> dict[str, Callable[[], contextlib.AbstractContextManager]]:
+@dataclass(frozen=True)
+class PeerInputs:
+    """What every system is measured with: the single-image JSON body (as a file for wrk and as bytes for the
+    readiness check) and, for ours, the multi-image bodies."""
+
+    json: Payload
+    json_body: bytes
+    multi: list[Payload]
+
+
+def systems(plan: BenchPlan, prepared: Prepared, body: bytes, work: Path) -> dict[str, Starter]:
+    """Name -> starter of every system (the TorchScript archive of ours only when the model has one)."""
     from toolkit.bench.peers import ts_plain
 
-    plain = ts_plain.build_archive(ctx["model_file"], work / "plain", store)
-    shipped = ctx["shipped_archive"]
-    found = {
-        "ours: TorchServe": lambda: torchserve(ctx, work, store, shipped, "ours"),
-        "ours: TorchServe, TorchScript": lambda: torchserve(ctx, work, store, ctx["torchscript_archive"], "ours-ts"),
-        "ours: Ray engine": lambda: ray_engine(ctx, work, store, shipped),
-        "FastAPI single": lambda: fastapi_peer("single", ctx, work, ctx["json_body"]),
-        "FastAPI batcher": lambda: fastapi_peer("batch", ctx, work, ctx["json_body"]),
-        "TorchServe plain": lambda: torchserve(ctx, work, store, plain, "plain", omp1=True),
-        "Ray tutorial": lambda: ray_tutorial(ctx, work),
+    store, shipped = prepared.store, prepared.shipped_archive
+    plain = ts_plain.build_archive(plan.model_file, work / "plain", store)
+    found: dict[str, Starter] = {
+        "ours: TorchServe": lambda: torchserve(plan.config, work, store, shipped, "ours", body),
+        "ours: TorchServe, TorchScript": lambda: torchserve(plan.config, work, store, prepared.torchscript_archive,
+                                                            "ours-ts", body),
+        "ours: Ray engine": lambda: ray_engine(work, store, shipped, body),
+        "FastAPI single": lambda: fastapi_peer("single", plan.model_file, work, body),
+        "FastAPI batcher": lambda: fastapi_peer("batch", plan.model_file, work, body),
+        "TorchServe plain": lambda: torchserve(plan.config, work, store, plain, "plain", body, omp1=True),
+        "Ray tutorial": lambda: ray_tutorial(work, plan.model_file, body),
     }
-    if not ctx.get("torchscript_archive"):
+    if not prepared.torchscript_archive:
         del found["ours: TorchServe, TorchScript"]
     return found
 
 
-def run_system(name: str, start, ctx: dict, work: Path, log: Log) -> dict:
-    payload = ctx["payloads"]["json"]
-    warm, first = ctx["peer_warmup_s"], min(ctx["peer_first_s"], ctx["peer_warmup_s"])
-    row: dict = {"system": name, "cells": []}
+def _warm(running: Running, peers: PeerPlan, body: Payload) -> PeerCell:
+    """The warm-up at c32: its first seconds measured on their own (returned), the rest unrecorded."""
+    first_s = min(peers.first_s, peers.warmup_s)
+    first = measure(running, body, 32, first_s)
+    if peers.warmup_s - first_s >= 1:
+        request = LoadRequest(f"{running.url}/predictions/mnist", "POST", body.path, body.content_type)
+        run_load(request, running.key, 32, peers.warmup_s - first_s)
+    return first
+
+
+def _peer_line(run: PeerRun, first_s: float) -> str:
+    cells = ", ".join(f"{c.input} c{c.concurrency} {c.load.throughput_rps:.0f} rps p99 {c.load.latency_ms.p99:.1f}"
+                      for c in run.cells)
+    return (f"peer {run.system}: ready {run.ready_s} s, first {first_s:g} s {run.first.load.throughput_rps:.0f} rps; "
+            f"{cells}")
+
+
+def run_system(name: str, start: Starter, peers: PeerPlan, inputs: PeerInputs, log: Log) -> PeerRun:
+    """Start one system, warm it, measure its cells (ours also the multi-image bodies at c8), stop it."""
     with start() as running:
-        row["ready_s"] = round(running.ready_s, 2)
-        row["first"] = measure(running, payload.path, payload.content_type, 32, first)
-        if warm - first >= 1:
-            run_load(Request(f"{running.url}/predictions/mnist", "POST", payload.path, payload.content_type),
-                     running.key, 32, warm - first)
-        for concurrency in ctx["peer_concurrencies"]:
-            row["cells"].append({"input": "json", **measure(running, payload.path, payload.content_type,
-                                                            concurrency, ctx["peer_duration_s"])})
-        if name.startswith("ours"):
-            for kind, (path, ctype) in ctx["multi_bodies"].items():
-                cell = measure(running, path, ctype, 8, ctx["peer_duration_s"])
-                cell["images_per_s"] = round(cell["load"]["throughput_rps"] * MULTI_N, 1)
-                row["cells"].append({"input": f"{MULTI_N}x {kind}", **cell})
-        row["rss_mib"] = tree_rss_mib(running.pids)
-    summary = ", ".join(f"{c['input']} c{c['concurrency']} {c['load']['throughput_rps']:.0f} rps "
-                        f"p99 {c['load']['latency_ms']['p99']:.1f}" for c in row["cells"])
-    log(f"peer {name}: ready {row['ready_s']} s, first {first:g} s {row['first']['load']['throughput_rps']:.0f} "
-        f"rps; {summary}")
-    return row
+        first = _warm(running, peers, inputs.json)
+        cells = [measure(running, inputs.json, c, peers.duration_s) for c in peers.concurrencies]
+        for body in inputs.multi if name.startswith("ours") else []:
+            cell = measure(running, body, 8, peers.duration_s)
+            cells.append(replace(cell, images_per_s=round(cell.load.throughput_rps * MULTI_N, 1)))
+        run = PeerRun(name, round(running.ready_s, 2), first, cells, tree_rss_mib(running.pids))
+    log(_peer_line(run, min(peers.first_s, peers.warmup_s)))
+    return run
 
 
-def run_peers(ctx: dict, work: Path, log: Log, rows: list[dict]) -> list[dict]:
-    """Every system of `systems` one after the other (a failure is recorded, the others still run)."""
-    store = ctx["store"]
-    ctx = {**ctx, "json_body": ctx["payloads"]["json"].path.read_bytes(),
-           "multi_bodies": multi_bodies(ctx["heldout"], work / "multi")}
-    wanted = ctx.get("peer_systems")
+def run_peers(plan: BenchPlan, prepared: Prepared, work: Path, log: Log,
+              rows: list[PeerRun | PeerFailure]) -> list[PeerRun | PeerFailure]:
+    """Every system of `systems` (or the plan's subset) one after the other; a failure is recorded as a
+    PeerFailure and the others still run. Rows are appended to `rows`, which is returned."""
+    json_payload = prepared.payloads["json"]
+    inputs = PeerInputs(json_payload, json_payload.path.read_bytes(), multi_bodies(plan.heldout, work / "multi"))
     (work / "peers").mkdir(exist_ok=True)
-    for name, start in systems(ctx, work / "peers", store).items():
-        if wanted and name not in wanted:
+    for name, start in systems(plan, prepared, inputs.json_body, work / "peers").items():
+        if plan.peers.systems and name not in plan.peers.systems:
             continue
         try:
-            rows.append(run_system(name, start, ctx, work, log))
-        except Exception as exc:  # noqa: BLE001 - one peer failing must not lose the others
-            rows.append({"system": name, "error": f"{type(exc).__name__}: {exc}"[-3000:]})
+            rows.append(run_system(name, start, plan.peers, inputs, log))
+        except Exception as exc:  # one peer failing must not lose the others
+            rows.append(PeerFailure(name, f"{type(exc).__name__}: {exc}"[-3000:]))
             log(f"peer {name}: FAILED {exc}")
     return rows
