@@ -1,11 +1,10 @@
 """Build the Ray Serve application for a set of archives: one `ArchiveModel` deployment per archive, scaled
-from its validated model-config (`ray:` section, see `handlers.config.RaySettings`), behind one `Ingress`."""
+from its validated model-config (`ray:` section, see `handlers.config.RaySettings`), behind one `Ingress`.
+The driver opens each archive once (`toolkit.archive.mar.Archive.open`) and passes the `Archive`s around."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 from ray import serve
 from ray.serve.deployment import Application
@@ -20,24 +19,9 @@ INGRESS_NUM_CPUS = 0.0  # the ingress only forwards (async, no compute); it must
 INGRESS_MAX_ONGOING = 10_000
 
 
-@dataclass(frozen=True)
-class ArchiveSpec:
-    """One archive to deploy: its file, model name and version, and validated config."""
-
-    mar: Path
-    name: str
-    version: str
-    config: ModelYaml
-
-    @classmethod
-    def read(cls, mar: Path) -> ArchiveSpec:
-        """Manifest and model-config of `mar`, validated by the project's schema (ModelConfigError if not)."""
-        archive = Archive.open(mar)
-        return cls(archive.path, archive.name, archive.version, archive.config)
-
-    @property
-    def deployment_name(self) -> str:
-        return f"{self.name}_{self.version}"
+def deployment_name(archive: Archive) -> str:
+    """The Serve deployment of one archive: `<model>_<version>`."""
+    return f"{archive.name}_{archive.version}"
 
 
 def deployment_options(config: ModelYaml) -> dict:
@@ -58,36 +42,32 @@ def deployment_options(config: ModelYaml) -> dict:
     }
 
 
-def default_versions(specs: Sequence[ArchiveSpec]) -> dict[str, str]:
+def default_versions(archives: Sequence[Archive]) -> dict[str, str]:
     """Model name -> the version `/predictions/<name>` serves: that of `<name>.mar` (TorchServe's default is
     the first version registered, which `make ray-serve` registers from `<name>.mar`), else the first found."""
     defaults: dict[str, str] = {}
-    for spec in sorted(specs, key=lambda s: (s.mar.name != f"{s.name}.mar", s.mar.name)):
-        defaults.setdefault(spec.name, spec.version)
+    for archive in sorted(archives, key=lambda a: (a.path.name != f"{a.name}.mar", a.path.name)):
+        defaults.setdefault(archive.name, archive.version)
     return defaults
 
 
-def cpus_needed(archives: Sequence[Path]) -> float:
+def cpus_needed(archives: Sequence[Archive]) -> float:
     """Ray's logical CPUs the archives' minimum replicas take (`min_replicas` x `num_cpus`, summed)."""
-    total = 0.0
-    for mar in archives:
-        ray = ArchiveSpec.read(Path(mar)).config.ray_settings()
-        total += ray.min_replicas * ray.num_cpus
-    return total
+    return sum(ray.min_replicas * ray.num_cpus for ray in (a.config.ray_settings() for a in archives))
 
 
-def build_app(archives: Sequence[Path], inference_key: str, expires_at_s: float) -> Application:
+def build_app(archives: Sequence[Archive], inference_key: str, expires_at_s: float) -> Application:
     """The whole application: every archive as a batched deployment, and the ingress over them."""
-    specs = [ArchiveSpec.read(Path(mar)) for mar in archives]
     routes: dict[str, dict] = {}
-    for spec in specs:
-        deployment = serve.deployment(ArchiveModel, name=spec.deployment_name, **deployment_options(spec.config))
-        bound = deployment.bind(str(spec.mar), spec.config.batch_size, spec.config.max_batch_delay_ms / 1000)
-        routes.setdefault(spec.name, {})[spec.version] = bound
+    for archive in archives:
+        config = archive.config
+        deployment = serve.deployment(ArchiveModel, name=deployment_name(archive), **deployment_options(config))
+        bound = deployment.bind(str(archive.path), config.batch_size, config.max_batch_delay_ms / 1000)
+        routes.setdefault(archive.name, {})[archive.version] = bound
     ingress = serve.deployment(
         Ingress,
         name="Ingress",
         max_ongoing_requests=INGRESS_MAX_ONGOING,
         ray_actor_options={"num_cpus": INGRESS_NUM_CPUS},
     )
-    return ingress.bind(inference_key, expires_at_s, routes, default_versions(specs))
+    return ingress.bind(inference_key, expires_at_s, routes, default_versions(archives))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ray.serve.deployment import Application
 
+from toolkit.archive.mar import Archive
 from toolkit.client.auth import read_keys
 from toolkit.engines.ray.app import build_app
 from toolkit.errors import ServerStartError
@@ -40,4 +41,4 @@ def build(args: dict[str, str]) -> Application:
     archives = sorted(store.glob("*.mar"))
     if not archives:
         raise ServerStartError(f"no .mar archives in {store}")
-    return build_app(archives, read_keys(key_file).inference, _expiry(key_file))
+    return build_app([Archive.open(path) for path in archives], read_keys(key_file).inference, _expiry(key_file))

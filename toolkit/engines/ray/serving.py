@@ -63,9 +63,11 @@ def deploy(env: dict[str, str], address: str, archives: Sequence[Path], key_file
     import ray
     from ray import serve
 
+    from toolkit.archive.mar import Archive
     from toolkit.engines.ray.app import build_app, cpus_needed
 
-    need = cpus_needed(archives)
+    opened = [Archive.open(path) for path in archives]  # validated once, before anything starts
+    need = cpus_needed(opened)
     if not poll_until(lambda: _cpus(ray) >= need, NODES_JOIN_TIMEOUT_S, every_s=0.5):  # nodes still joining
         have = _cpus(ray)
         raise ServerStartError(
@@ -74,7 +76,7 @@ def deploy(env: dict[str, str], address: str, archives: Sequence[Path], key_file
         )
     keys, expires = write_key_file(key_file)
     serve.start(http_options={"host": "127.0.0.1", "port": http_port, "location": "HeadOnly"})
-    serve.run(build_app(archives, keys.inference, expires), name=APP_NAME, route_prefix="/", blocking=False)
+    serve.run(build_app(opened, keys.inference, expires), name=APP_NAME, route_prefix="/", blocking=False)
     url = f"http://127.0.0.1:{http_port}"
     if not poll_until(lambda: _running(url, keys), timeout_s, every_s=1.0):
         raise ServerStartError(f"Ray Serve application not running after {timeout_s:g} s: {serve.status()}")
