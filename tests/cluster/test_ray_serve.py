@@ -13,13 +13,12 @@ import pytest
 import requests
 
 from tests.cluster.conftest import Cluster
-from tests.conftest import BUILD, require_built
 from tests.heldout import heldout, served_labels
 from tests.heldout import post_all as post_bodies
+from tests.paths import BUILD, require_built
 from toolkit.bench.aioclient import Request, burst, closed_loop, percentile
 from toolkit.polling import poll_until
 
-pytestmark = pytest.mark.cluster
 MNIST_SAMPLES = BUILD / "mnist" / "samples"
 TOKEN_FAILED = "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
 

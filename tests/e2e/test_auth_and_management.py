@@ -23,8 +23,6 @@ from toolkit.client.rest import InferenceClient, ManagementClient
 from toolkit.errors import ServerError
 from toolkit.server.local import LocalServer
 
-pytestmark = pytest.mark.e2e
-
 TOKEN_FAILED = "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
 
 

@@ -22,7 +22,6 @@ import psutil
 import pytest
 
 from handlers.config import load_model_yaml
-from tests.conftest import BUILD, ROOT, require_built
 from tests.e2e._helpers import (
     CONFIG,
     Outcome,
@@ -34,6 +33,7 @@ from tests.e2e._helpers import (
     send_together,
     wait_for,
 )
+from tests.paths import BUILD, ROOT, require_built
 from tests.payloads import huge_png, random_image_bytes, truncated
 from toolkit.client.auth import Keys
 from toolkit.client.management import worker_pids
@@ -41,8 +41,6 @@ from toolkit.client.rest import ManagementClient
 from toolkit.properties import read_properties
 from toolkit.server.diagnose import log_offset
 from toolkit.server.local import LocalServer
-
-pytestmark = pytest.mark.e2e
 
 BATCH_SIZE = 8
 BATCH_DELAY_MS = 1500  # the batch is cut when 8 are there; only the 7-request cases wait it out

@@ -29,7 +29,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import BUILD, ROOT, STORE, require_built
 from tests.e2e._helpers import (
     CONFIG,
     START_TIMEOUT_S,
@@ -41,6 +40,7 @@ from tests.e2e._helpers import (
     send_together,
     wait_for,
 )
+from tests.paths import BUILD, ROOT, STORE, require_built
 from toolkit.bench.aioclient import closed_loop
 from toolkit.client.management import worker_pids
 from toolkit.errors import ServerError
@@ -48,8 +48,6 @@ from toolkit.server.diagnose import register_explained
 from toolkit.server.drain import drain_and_stop
 from toolkit.server.local import LocalServer
 from toolkit.server.process import free_ports
-
-pytestmark = pytest.mark.e2e
 
 TABULAR_YAML = ROOT / "config" / "models" / "tabular.yaml"
 QUEUE_SIZE = 2

@@ -9,7 +9,7 @@ from tests.e2e._helpers import batch_lines, send_together, wait_for
 from tests.e2e._monitoring import BAD, good, mnist_server
 from toolkit.client.metrics import scrape
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def handler_samples(server, name: str) -> dict[tuple, float]:

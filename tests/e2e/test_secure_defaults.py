@@ -22,14 +22,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import STORE
+from tests.paths import STORE
 from toolkit.client.auth import Keys, auth_header
 from toolkit.client.grpc import GrpcManagementClient
 from toolkit.client.rest import ManagementClient
 from toolkit.errors import ServerError
 from toolkit.server.local import LocalServer
-
-pytestmark = pytest.mark.e2e
 
 TOKEN_FAILED = "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
 TOKEN_API_FAILED = "Token Authentication failed"

@@ -23,8 +23,6 @@ from toolkit.properties import LOG_CONFIG_FLAG, Ports, read_properties
 from toolkit.server.local import PID_FILE_NAME, LocalServer
 from toolkit.server.process import alive, free_ports
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 def pair(echo_server: LocalServer, server: LocalServer) -> tuple[LocalServer, LocalServer]:

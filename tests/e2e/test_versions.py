@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import BUILD, ROOT, require_built
 from tests.e2e._helpers import one_worker_config
+from tests.paths import BUILD, ROOT, require_built
 from toolkit.client.rest import InferenceClient, ManagementClient
 from toolkit.errors import ServerError
 from toolkit.server.local import LocalServer
 
-pytestmark = pytest.mark.e2e
 SAMPLE = BUILD / "mnist" / "samples" / "3.png"
 
 

@@ -14,8 +14,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.conftest import require_built
 from tests.manifests.conftest import all_manifests
+from tests.paths import require_built
 from toolkit.archive.kserve import MOUNT, PORTS
 from toolkit.paths import ROOT
 
