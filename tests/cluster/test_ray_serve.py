@@ -54,7 +54,7 @@ def test_a_request_without_the_key_is_refused_as_torchserve_refuses_it(cluster: 
         assert resp.status_code == 400, headers
         assert resp.json() == {"code": 400, "type": "InvalidKeyException", "message": TOKEN_FAILED}
     ping = requests.get(f"{cluster.url}/ping", headers={"Authorization": f"Bearer {cluster.keys.inference}"},
-                        timeout=30)  # fmt: skip
+                        timeout=30)
     assert (ping.status_code, ping.json()) == (200, {"status": "Healthy"})
 
 
@@ -105,7 +105,7 @@ def test_a_bad_request_inside_a_batch_gets_its_400_and_batch_mates_their_200(clu
 
 def test_a_burst_of_2000_concurrent_requests_is_answered_in_full(cluster: Cluster) -> None:
     outcomes = asyncio.run(burst(cluster.url, cluster.keys.inference, Request("/predictions/mnist", png(), "image/png"),
-                                 2000, timeout_s=180))  # fmt: skip
+                                 2000, timeout_s=180))
     statuses = [o.status for o in outcomes]
     latencies = [o.latency_s * 1000 for o in outcomes]
     print(f"ray burst 2000: last answer {max(o.done_at for o in outcomes):.1f} s, p50 {percentile(latencies, 50):.0f}"
@@ -124,7 +124,7 @@ def test_a_replica_killed_under_load_loses_no_answer_and_is_replaced(cluster: Cl
 
     outcomes = asyncio.run(closed_loop(cluster.url, cluster.keys.inference, [Request("/predictions/mnist", png(),
                                        "image/png")], total=1500, concurrency=16, timeout_s=120,
-                                       on_outcome=kill_once))  # fmt: skip
+                                       on_outcome=kill_once))
     begin = time.monotonic()
     assert killed, "the load ended before the kill"
     unanswered = [o for o in outcomes if o.status is None]
@@ -158,7 +158,7 @@ def test_autoscaling_adds_a_replica_under_load_and_removes_it_after(cluster: Clu
 
         watcher = asyncio.create_task(watch())
         outcomes = await closed_loop(cluster.url, cluster.keys.inference, [request], total=100_000, concurrency=16,
-                                     timeout_s=60, should_stop=watcher.done)  # fmt: skip
+                                     timeout_s=60, should_stop=watcher.done)
         await watcher
         return outcomes
 

@@ -316,7 +316,7 @@ def test_describe_and_versions_parse_json(management: GrpcManagementClient, fake
     assert management.describe("m") == [
         {"modelName": "m", "modelVersion": "1.0", "minWorkers": 1, "maxWorkers": 1, "batchSize": 1,
          "maxBatchDelay": 100, "workers": workers}
-    ]  # fmt: skip
+    ]
     assert management.versions("m") == [described("m", "1.0"), described("m", "2.0")]
     assert fake_management.seen[-1] == {"DescribeModelRequest": {"model_name": "m", "model_version": "all"}}
 

@@ -262,7 +262,7 @@ SERVER_ERRORS = [
      "Requested method is not allowed, please refer to API document.", 2),
     (["scale", "mnist", "--min", "1", "--max", "1"], "PUT", "/models/mnist", 503, "ServiceUnavailableException",
      "Model \"mnist\" has no worker to serve inference request.", 1),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("argv", "method", "path", "status", "kind", "message", "code"), SERVER_ERRORS)
@@ -392,7 +392,7 @@ def test_manage_grpc_register_workers_flag_wins_over_the_archive(
                                   "synchronous": True}},
         {"ScaleWorkerRequest": {"model_name": "mnist", "model_version": "1.0", "min_worker": 1, "max_worker": 1,
                                 "synchronous": True}},
-    ]  # fmt: skip
+    ]
 
 
 def test_manage_grpc_refuses_zero_workers_before_sending(
