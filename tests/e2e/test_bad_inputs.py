@@ -298,8 +298,9 @@ def test_huge_declared_image_is_refused_without_a_memory_spike(server: LocalServ
     assert worker_pids(management, "mnist") == pids, "the worker was replaced"
 
 
+@pytest.mark.usefixtures("copies")
 def test_every_bad_input_leaves_the_same_workers_answering_correctly(
-    server: LocalServer, keys: Keys, management: ManagementClient, copies: Copies
+    server: LocalServer, keys: Keys, management: ManagementClient
 ) -> None:
     """Every case, alone to its shipped model and all at once to its batch copy: each is refused as
     expected, no worker is replaced, and the sample inputs still get their expected labels."""

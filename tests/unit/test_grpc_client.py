@@ -358,7 +358,8 @@ def test_each_client_has_one_api() -> None:
     assert not {"ping", "predict", "stream_predict"} & set(dir(GrpcManagementClient))
 
 
-def test_context_manager_closes_the_channel(fake_grpc: FakeGrpc, fake_management: FakeManagement) -> None:
+@pytest.mark.usefixtures("fake_management")
+def test_context_manager_closes_the_channel(fake_grpc: FakeGrpc) -> None:
     with GrpcInferenceClient(fake_grpc.address, INFERENCE_KEY) as inference:
         assert inference.ping() == "Healthy"
     with pytest.raises(ValueError, match="closed channel"):

@@ -57,7 +57,8 @@ def test_a_program_on_path_is_found_with_its_path(bin_dir: Path) -> None:
     assert check([Program("tsfake", "tsfake-pkg")]).found == {"tsfake": str(exe)}
 
 
-def test_a_missing_program_says_the_install_command_and_nothing_is_installed(bin_dir: Path) -> None:
+@pytest.mark.usefixtures("bin_dir")
+def test_a_missing_program_says_the_install_command_and_nothing_is_installed() -> None:
     checked = ensure([Program("tsfake", "tsfake-pkg")], apt=None)
     assert checked.found == {}
     assert "tsfake not found on PATH" in checked.missing["tsfake"]
@@ -116,9 +117,8 @@ def test_cli_prints_each_found_program(bin_dir: Path, capsys: pytest.CaptureFixt
     assert capsys.readouterr().out == ""
 
 
-def test_cli_install_without_apt_get_names_the_command_to_run(
-    bin_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.mark.usefixtures("bin_dir")
+def test_cli_install_without_apt_get_names_the_command_to_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--install", "--quiet", "debootstrap", "podman"]) == 1
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("error: debootstrap not found on PATH")
