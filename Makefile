@@ -39,7 +39,7 @@ model_store/%.mar: config/models/%.yaml | $(VENV) $(MODEL_BUILDS)
 	$(PY) -m toolkit.archive --model $*
 
 # --- targets ---------------------------------------------------------------------------------------------------
-.PHONY: help install models archive serve stop status test test-unit test-integration test-e2e lint bench soak clean monitor monitor-stop image image-serve image-stop kserve-layout kserve-client ray-serve ray-stop ray-status test-cluster
+.PHONY: help install models archive serve stop status test test-unit test-integration test-e2e lint bench soak clean monitor monitor-stop image image-serve image-stop kserve-layout kserve-client ray-serve ray-stop ray-status test-cluster test-container
 
 help: ## list the targets and the variables they read
 	@grep -hE '^[a-z0-9-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -75,7 +75,7 @@ monitor: ## Prometheus on 127.0.0.1:9090 scraping the `make serve` server (insta
 monitor-stop: ## stop the Prometheus `make monitor` started
 	@bash scripts/monitor.sh stop
 
-test: $(ARCHIVES) $(GRPC_STUBS) .venv-kserve/.installed ## unit, integration and e2e tests (needs Java 17 and wrk)
+test: $(ARCHIVES) $(GRPC_STUBS) .venv-kserve/.installed ## all six tiers: unit, integration, manifests, e2e, cluster, container (~9 min)
 	@bash scripts/test.sh tests
 
 test-unit: $(VENV) $(GRPC_STUBS) ## unit tests only (no models, Java or wrk)
@@ -84,7 +84,7 @@ test-unit: $(VENV) $(GRPC_STUBS) ## unit tests only (no models, Java or wrk)
 test-integration: $(ARCHIVES) $(GRPC_STUBS) ## archive, model and Makefile tests (no Java or wrk)
 	@$(PY) -m pytest tests/integration
 
-test-e2e: $(ARCHIVES) $(GRPC_STUBS) .venv-kserve/.installed ## tests against a real TorchServe only (needs Java 17 and wrk)
+test-e2e: $(ARCHIVES) $(GRPC_STUBS) .venv-kserve/.installed ## tests against a real TorchServe only (Java 17, wrk, prometheus: installed as root)
 	@bash scripts/test.sh tests/e2e
 
 lint: $(VENV) ## ruff check, the complexity gate (xenon: no block worse than C), the import contracts (lint-imports)
@@ -107,6 +107,9 @@ ray-status: ## nodes and replicas of the ray-serve cluster
 
 test-cluster: $(ARCHIVES) ## Ray Serve engine tests on a two-node local cluster of their own
 	@$(PY) -m pytest tests/cluster
+
+test-container: $(ARCHIVES) .venv-kserve/.installed ## container tier: build the image and run it (podman or docker)
+	@$(PY) -m pytest tests/container
 
 image: $(ARCHIVES) ## container image ts-toolkit:<version> and :latest (podman or docker; deploy/container/)
 	@bash scripts/image.sh

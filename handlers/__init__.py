@@ -1,8 +1,23 @@
 """Handler library shipped inside every model archive.
 
 Each handler follows one contract on TorchServe's own hooks (`handlers.base`): preprocess (decode and validate
-each request, collate one batch tensor) -> inference (one forward on the worker's device) -> postprocess (one
-JSON answer per request, in order). Client mistakes become a per-request 4xx; they never fail the batch.
+each request, collate the batch inputs) -> inference (one forward on the worker's device) -> postprocess (one
+answer per request, in order). Client mistakes become a per-request 4xx; they never fail the batch.
+
+    base.py            ServingHandler, Decoded, Batch: the contract and TorchServe's hooks
+    protocols.py       protocols as composed parts: TorchServe's own bodies; RequestInfo, Reply
+    oip.py             the Open Inference Protocol (KServe v2): wire format and the OPEN_INFERENCE protocol
+    outputs.py         a forward's outputs named, checked and split per request (ModelOutputs)
+    image.py           ImageClassifier                  imaging.py  pixels: decode, fit, normalise
+    tabular.py         TabularClassifier                classification.py  what the classifiers share
+    answers.py         the answer schemas and where each keeps its prediction (torch-free)
+    decoding.py        raw request bodies -> Python values (JSON, .npy, base64)
+    backends.py        the model file -> a backend (TorchScript, ONNX Runtime) on the worker's device
+    config.py          the model YAML schema, used by `make archive` and by the worker at start
+    errors.py          client errors with their HTTP status; ModelConfigError
+    manifest.py        the archive manifest's facts (the default version)
+    metrics.py         handler metrics and the engines' metrics sinks
+    worker.py          device, threads, labels of a worker
 """
 
 # The one handler registry: the `handler.name` of a model YAML -> (module, class). The schema accepts exactly

@@ -8,8 +8,9 @@
 #   bash scripts/bench.sh --url http://127.0.0.1:8080 --key-file .ts_run/key_file.json    a running server
 #   make bench BENCH_ARGS=--quick         the same through make
 #
-# Installs wrk when missing (Debian package, as root). A full local run (no --quick, --url or --out-dir) also
-# refreshes the committed plot bench/plot.png; the comparison is skipped against a running server (--url).
+# Installs wrk and Java 17 when missing (Debian's packages, as root: toolkit.prereqs). A full local run (no
+# --quick, --url or --out-dir) also refreshes the committed plot bench/plot.png; the comparison is skipped against
+# a running server (--url).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -20,8 +21,7 @@ if [ -n "${BENCH_ARGS:-}" ]; then
   args+=("${extra[@]}")
 fi
 
-bash scripts/require_wrk.sh
-"$PY" -m toolkit.prereqs --quiet java
+"$PY" -m toolkit.prereqs --install --quiet wrk java
 
 publish=(--publish-plot bench/plot.png)
 remote=0

@@ -3,8 +3,9 @@
 # set it up. Sets ENGINE (podman or docker), IMAGE (ts-toolkit), IMAGE_VERSION (pyproject.toml's version),
 # IMAGE_TAG, RUN_DIR_HOST (.image_run, the server's key file and logs) and CONTAINER_NAME.
 #
-# docker is used when its daemon answers (`docker info`), else podman; with neither, Debian's podman is
-# installed (as root, apt-get). For podman the project keeps its own configuration and storage in .podman/:
+# docker is used when its daemon answers (`docker info`), else podman; podman and runc, when missing, are
+# installed from Debian's packages (as root, by toolkit.prereqs; deploy/container/build-base.sh checks debootstrap
+# itself). For podman the project keeps its own configuration and storage in .podman/:
 # containers.conf (runc, cgroupfs, events to a file, default ulimits at the current hard limits: podman's
 # default of 1048576 cannot be set on these machines) and storage.conf (graphroot .podman/storage).
 # CONTAINER_ENGINE=podman|docker forces one.
@@ -14,16 +15,6 @@ IMAGE_VERSION=$(awk -F'"' '/^version = / { print $2; exit }' "$_CE_ROOT/pyprojec
 IMAGE_TAG="$IMAGE:$IMAGE_VERSION"
 RUN_DIR_HOST="$_CE_ROOT/.image_run"
 CONTAINER_NAME=${CONTAINER_NAME:-ts-toolkit}
-
-_ce_install_podman() {
-  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: neither a docker daemon nor podman found; install one (apt-get install -y podman runc)" >&2
-    return 1
-  fi
-  echo "installing podman (Debian packages: podman runc debootstrap)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null 2>&1 \
-    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap; }
-}
 
 _ce_podman_conf() {
   local dir="$_CE_ROOT/.podman" nofile nproc pid_max
@@ -52,7 +43,7 @@ else
   ENGINE=podman
 fi
 if [ "$ENGINE" = podman ]; then
-  command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 || _ce_install_podman || return 1
+  (cd "$_CE_ROOT" && .venv/bin/python -m toolkit.prereqs --install --quiet podman runc) || return 1
   _ce_podman_conf
 fi
 export ENGINE IMAGE IMAGE_VERSION IMAGE_TAG RUN_DIR_HOST CONTAINER_NAME

@@ -1,19 +1,13 @@
 #!/usr/bin/env bash
-# make monitor: Debian's prometheus (installed here when missing) on 127.0.0.1:9090 with
-# deploy/prometheus/prometheus.yml, scraping the metrics listener of the `make serve` server.
+# make monitor: Debian's prometheus (installed here when missing, as root: toolkit.prereqs) on 127.0.0.1:9090
+# with deploy/prometheus/prometheus.yml, scraping the metrics listener of the `make serve` server.
 # make monitor-stop (scripts/monitor.sh stop) stops it by its pid file in .monitor_run/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-start}" = "stop" ]; then
   exec .venv/bin/python -m toolkit.monitor stop --port "${MONITOR_PORT:-9090}"
 fi
-if ! command -v prometheus >/dev/null 2>&1; then
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  echo "prometheus not found: installing Debian's package (apt-get install -y prometheus)"
-  $SUDO apt-get update -qq
-  # The package's service is not started in a container without systemd; we start our own below.
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus
-fi
+# Only the binary is used: the package's own service (not started without systemd) is not ours; we start one below.
+.venv/bin/python -m toolkit.prereqs --install --quiet prometheus
 .venv/bin/python -m toolkit.monitor start --port "${MONITOR_PORT:-9090}"
 echo "query it: curl -s 'http://127.0.0.1:9090/api/v1/query?query=handler_requests_total'"

@@ -1,4 +1,7 @@
-"""Shared test helpers: paths of the project and of its built example models."""
+"""Test tiers by folder: each test is marked with the name of its tier's folder (tests/unit -> `unit`, tests/e2e
+-> `e2e`, ...), so `-m "not e2e"` selects across tiers; the markers are declared in pyproject.toml, and
+--strict-markers refuses a new tier folder until it is declared there. Shared helpers live in tests/paths.py,
+tests/payloads.py and tests/heldout.py, never here."""
 
 from __future__ import annotations
 
@@ -6,15 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.paths import BUILD_MODELS as BUILD
-from toolkit.paths import MODEL_STORE as STORE
-from toolkit.paths import ROOT
-
-__all__ = ["BUILD", "ROOT", "STORE", "require_built"]
+TESTS = Path(__file__).resolve().parent
 
 
-def require_built(path: Path, how: str) -> Path:
-    """Fail (not skip) when a build output the test tier depends on is missing."""
-    if not path.exists():
-        pytest.fail(f"{path.relative_to(ROOT)} is missing: run `{how}` first (make test does)")
-    return path
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.resolve().relative_to(TESTS).parts
+        if len(parts) > 1:
+            item.add_marker(getattr(pytest.mark, parts[0]))

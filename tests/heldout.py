@@ -9,7 +9,7 @@ import json
 import numpy as np
 
 from handlers.answers import prediction
-from tests.conftest import BUILD, require_built
+from tests.paths import BUILD, require_built
 from toolkit.bench.aioclient import PostRequest, closed_loop
 
 

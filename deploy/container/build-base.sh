@@ -3,16 +3,14 @@
 # `debootstrap --variant=minbase bookworm` from this machine's own Debian mirror (the first URIs: of its apt
 # sources, default deb.debian.org), with bookworm-updates and bookworm-security in its sources.list, then
 # `podman import` (or `docker import`) as the image named by $1 (default localhost/ts-toolkit-base:bookworm).
-# About 30-60 s. Needs root and debootstrap (installed from the Debian packages when missing).
+# About 30-60 s. Needs root and debootstrap (installed from Debian's packages when missing: toolkit.prereqs, in
+# the project's .venv).
 #
 #   bash deploy/container/build-base.sh [IMAGE]      (ENGINE=podman|docker; scripts/image.sh calls it)
 set -euo pipefail
 BASE=${1:-localhost/ts-toolkit-base:bookworm}
 ENGINE=${ENGINE:-podman}
-if ! command -v debootstrap >/dev/null 2>&1; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null 2>&1 \
-    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; }
-fi
+(cd "$(dirname "$0")/../.." && .venv/bin/python -m toolkit.prereqs --install --quiet debootstrap)
 mirror=$(awk '/^URIs:/ { print $2; exit } /^deb / { print $2; exit }' \
   /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true)
 mirror=${mirror:-http://deb.debian.org/debian}

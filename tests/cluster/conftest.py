@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import STORE, require_built
+from tests.paths import STORE, require_built
 from toolkit.archive import build_variant
 from toolkit.client.auth import Keys, read_keys
 from toolkit.paths import MODEL_CONFIGS

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -14,7 +13,6 @@ from tests.cluster.conftest import Cluster
 from toolkit.engines.ray.cluster import LocalRayCluster
 from toolkit.polling import poll_until
 
-pytestmark = pytest.mark.cluster
 REQUESTS = "ray_handler_requests_total"  # handlers.metrics.REQUESTS, as Ray exports a counter
 EXPORT_TIMEOUT_S = 90.0  # Ray's metrics agents export every 10 s by default
 

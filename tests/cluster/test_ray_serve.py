@@ -13,13 +13,12 @@ import pytest
 import requests
 
 from tests.cluster.conftest import Cluster
-from tests.conftest import BUILD, require_built
 from tests.heldout import heldout, served_labels
 from tests.heldout import post_all as post_bodies
+from tests.paths import BUILD, require_built
 from toolkit.bench.aioclient import PostRequest, burst, closed_loop, percentile
 from toolkit.polling import poll_until
 
-pytestmark = pytest.mark.cluster
 MNIST_SAMPLES = BUILD / "mnist" / "samples"
 TOKEN_FAILED = "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
 
@@ -55,7 +54,7 @@ def test_a_request_without_the_key_is_refused_as_torchserve_refuses_it(cluster: 
         assert resp.status_code == 400, headers
         assert resp.json() == {"code": 400, "type": "InvalidKeyException", "message": TOKEN_FAILED}
     ping = requests.get(f"{cluster.url}/ping", headers={"Authorization": f"Bearer {cluster.keys.inference}"},
-                        timeout=30)  # fmt: skip
+                        timeout=30)
     assert (ping.status_code, ping.json()) == (200, {"status": "Healthy"})
 
 
@@ -125,7 +124,7 @@ def test_a_replica_killed_under_load_loses_no_answer_and_is_replaced(cluster: Cl
 
     outcomes = asyncio.run(closed_loop(cluster.url, cluster.keys.inference, [PostRequest("/predictions/mnist", png(),
                                        "image/png")], total=1500, concurrency=16, timeout_s=120,
-                                       on_outcome=kill_once))  # fmt: skip
+                                       on_outcome=kill_once))
     begin = time.monotonic()
     assert killed, "the load ended before the kill"
     unanswered = [o for o in outcomes if o.status is None]
@@ -159,7 +158,7 @@ def test_autoscaling_adds_a_replica_under_load_and_removes_it_after(cluster: Clu
 
         watcher = asyncio.create_task(watch())
         outcomes = await closed_loop(cluster.url, cluster.keys.inference, [request], total=100_000, concurrency=16,
-                                     timeout_s=60, should_stop=watcher.done)  # fmt: skip
+                                     timeout_s=60, should_stop=watcher.done)
         await watcher
         return outcomes
 

@@ -5,13 +5,15 @@ project's own scripts, like a user would (`make image`, `make image-serve`, `mak
   Debian's podman when no engine is present).
 - `image`: `bash scripts/image.sh` once per session (cached layers), with the build time.
 - `served`: one container of the image from scripts/image-serve.sh, on five free loopback ports, its run dir
-  in a pytest temp dir; removed (by its own name) when the session ends. test_zz_sigterm stops it last.
+  in a pytest temp dir; removed (by its own name) when the session ends. Tests that stop a container start
+  their own with `serve_container` (the same script), so no test depends on the order of the others.
 
 These tests need root or a working podman/docker and a few minutes on a cold cache (the image build).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -102,11 +104,13 @@ class Served:
         return f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture(scope="session")
-def served(engine: Engine, image: Image, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+@contextlib.contextmanager
+def serve_container(engine: Engine, run_dir: Path) -> Iterator[Served]:
+    """A container of the image started by scripts/image-serve.sh (waits until healthy) as a fresh
+    `ts-toolkit-test-<hex>`, on five free loopback ports, its run dir `run_dir`; removed (`rm -f`, by its own
+    name) on exit, whether it is still running or was stopped."""
     ports = free_ports()
     name = f"ts-toolkit-test-{uuid.uuid4().hex[:8]}"
-    run_dir = tmp_path_factory.mktemp("image_run")
     env = {
         **os.environ, **engine.env, "CONTAINER_NAME": name, "IMAGE_RUN_DIR": str(run_dir),
         "HOST_INFERENCE_PORT": str(ports.inference), "HOST_MANAGEMENT_PORT": str(ports.management),
@@ -130,3 +134,11 @@ def served(engine: Engine, image: Image, tmp_path_factory: pytest.TempPathFactor
                      ports.grpc_management, done.stdout, ready_s)
     finally:
         engine.run("rm", "-f", "-t", "5", name, check=False, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def served(engine: Engine, image: Image, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The session's container (of `image`: requested so that the image is built first), shared by the tests
+    that do not stop it."""
+    with serve_container(engine, tmp_path_factory.mktemp("image_run")) as served:
+        yield served

@@ -8,7 +8,7 @@ import subprocess
 from tests.container.conftest import Engine, Image
 from toolkit.paths import ROOT
 
-SIZE_LIMIT = 1_170_000_000  # the image TorchServe's approach gave here (issue 12); ours must be smaller
+SIZE_LIMIT = 1_170_000_000  # the image TorchServe's approach gave here; ours must be smaller
 
 
 def test_image_is_smaller_than_the_reference(engine: Engine, image: Image) -> None:

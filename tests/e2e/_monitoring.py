@@ -8,8 +8,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import require_built
 from tests.e2e._helpers import CONFIG, START_TIMEOUT_S, PostRequest, build_variant
+from tests.paths import require_built
 from tests.payloads import random_image_bytes
 from toolkit.paths import MODEL_CONFIGS, ROOT
 from toolkit.server.local import LocalServer

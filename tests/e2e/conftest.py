@@ -35,8 +35,8 @@ from toolkit.server.process import free_ports
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    """A ready TorchServe with every model_store/*.mar loaded, 1 worker each; skipped (loudly) when there
-    are none."""
+    """A ready TorchServe with every model_store/*.mar loaded, 1 worker each; fails (saying to run
+    `make archive`) when there are none."""
     archives = store_archives()
     if not archives:
         pytest.fail("model_store/ has no .mar archives: run `make archive` first (make test does)")

@@ -23,8 +23,6 @@ from toolkit.client.rest import InferenceClient, ManagementClient
 from toolkit.errors import ServerError
 from toolkit.server.local import LocalServer
 
-pytestmark = pytest.mark.e2e
-
 TOKEN_FAILED = "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
 
 
@@ -214,7 +212,7 @@ def test_version_lifecycle_and_its_errors(echo_server: LocalServer) -> None:
             mgmt.unregister(name, "1.0")
             assert [d["modelVersion"] for d in mgmt.versions(name)] == ["2.0"]
             removed = expect_error(lambda: inf.predict(name, b"x", "text/plain", version="1.0"), 404,
-                                   "ModelVersionNotFoundException")  # fmt: skip
+                                   "ModelVersionNotFoundException")
             assert "1.0" in removed.message
         finally:
             unregister_all(mgmt, name)

@@ -22,7 +22,6 @@ import psutil
 import pytest
 
 from handlers.config import load_model_yaml
-from tests.conftest import BUILD, ROOT, require_built
 from tests.e2e._helpers import (
     CONFIG,
     Outcome,
@@ -34,6 +33,7 @@ from tests.e2e._helpers import (
     send_together,
     wait_for,
 )
+from tests.paths import BUILD, ROOT, require_built
 from tests.payloads import huge_png, random_image_bytes, truncated
 from toolkit.client.auth import Keys
 from toolkit.client.management import worker_pids
@@ -41,8 +41,6 @@ from toolkit.client.rest import ManagementClient
 from toolkit.properties import read_properties
 from toolkit.server.diagnose import log_offset
 from toolkit.server.local import LocalServer
-
-pytestmark = pytest.mark.e2e
 
 BATCH_SIZE = 8
 BATCH_DELAY_MS = 1500  # the batch is cut when 8 are there; only the 7-request cases wait it out
@@ -120,7 +118,7 @@ def _common(model: str) -> list[Case]:
              target="no_such_model", frontend=True),
         Case("unknown version", model, _raw(b"{}"), 404, "ModelVersionNotFoundException", "9.9", suffix="/9.9",
              frontend=True),
-    ]  # fmt: skip
+    ]
 
 
 def mnist_cases() -> list[Case]:
@@ -145,7 +143,7 @@ def mnist_cases() -> list[Case]:
              "refused before decoding", content_type="image/png"),
         Case("too many images", m, _j({"image": [blank] * (limit + 1)}), 413, "payload_too_large",
              f"{limit + 1} inputs in one request; at most {limit} allowed"),
-    ]  # fmt: skip
+    ]
 
 
 def tabular_cases() -> list[Case]:
@@ -171,7 +169,7 @@ def tabular_cases() -> list[Case]:
              f"each row needs {features} features; got {features - 1}"),
         Case("too many rows", t, rows(lambda r: [r] * (limit + 1)), 413, "payload_too_large",
              f"{limit + 1} inputs in one request; at most {limit} allowed"),
-    ]  # fmt: skip
+    ]
 
 
 CASES = [*mnist_cases(), *tabular_cases()]
@@ -194,7 +192,7 @@ def good_requests(model: str) -> list[PostRequest]:
     samples = sorted((BUILD / "tabular" / "samples").glob("sample_*.json"))
     rows = [json.loads(p.read_text())["inputs"][0] for p in samples]
     return [PostRequest("", json.dumps({"inputs": [rows[i % len(rows)]], "return_probabilities": True}).encode())
-            for i in range(BATCH_SIZE - 1)]  # fmt: skip
+            for i in range(BATCH_SIZE - 1)]
 
 
 def at(req: PostRequest, path: str) -> PostRequest:
@@ -221,7 +219,7 @@ class Copies:
 def _register_copies(management: ManagementClient) -> None:
     for model, copy in BATCH_MODEL.items():
         management.register(f"{model}.mar", model_name=copy, batch_size=BATCH_SIZE,
-                            max_batch_delay_ms=BATCH_DELAY_MS, initial_workers=1)  # fmt: skip
+                            max_batch_delay_ms=BATCH_DELAY_MS, initial_workers=1)
         (desc,) = management.describe(copy)
         assert (desc["batchSize"], desc["maxBatchDelay"]) == (BATCH_SIZE, BATCH_DELAY_MS), desc
 
@@ -232,7 +230,7 @@ def copies(server: LocalServer, keys: Keys, management: ManagementClient) -> Ite
     try:
         _register_copies(management)
         alone = {model: [send_one(server.urls.inference, keys.inference, at(r, f"/predictions/{model}"))
-                         for r in good_requests(model)] for model in BATCH_MODEL}  # fmt: skip
+                         for r in good_requests(model)] for model in BATCH_MODEL}
         yield Copies(alone)
     finally:
         registered = {m["modelName"] for m in management.models()}
@@ -282,7 +280,7 @@ def _complete(batches: list[dict[str, int]], requests: int) -> list[dict[str, in
 
 
 def test_huge_declared_image_is_refused_without_a_memory_spike(server: LocalServer, keys: Keys,
-                                                                 management: ManagementClient) -> None:  # fmt: skip
+                                                                 management: ManagementClient) -> None:
     """A PNG of a few hundred bytes declaring 30000x30000 pixels (900 MB as 8-bit grey): the worker's
     resident memory and its peak (VmHWM) stay within 64 MiB of what they were."""
     pids = worker_pids(management, "mnist")
@@ -294,14 +292,15 @@ def test_huge_declared_image_is_refused_without_a_memory_spike(server: LocalServ
     for pid, (before_rss, before_peak) in before.items():  # whichever worker got it
         after_rss, after_peak = psutil.Process(pid).memory_info().rss, peak_rss(pid)
         print(f"\nbomb of {len(bomb)} bytes: worker {pid} RSS {before_rss >> 20} -> {after_rss >> 20} MiB, "
-              f"peak {before_peak >> 20} -> {after_peak >> 20} MiB")  # fmt: skip
+              f"peak {before_peak >> 20} -> {after_peak >> 20} MiB")
         assert after_peak - before_peak < 64 << 20
         assert after_rss - before_rss < 64 << 20
     assert worker_pids(management, "mnist") == pids, "the worker was replaced"
 
 
+@pytest.mark.usefixtures("copies")
 def test_every_bad_input_leaves_the_same_workers_answering_correctly(
-    server: LocalServer, keys: Keys, management: ManagementClient, copies: Copies
+    server: LocalServer, keys: Keys, management: ManagementClient
 ) -> None:
     """Every case, alone to its shipped model and all at once to its batch copy: each is refused as
     expected, no worker is replaced, and the sample inputs still get their expected labels."""
@@ -318,7 +317,7 @@ def test_every_bad_input_leaves_the_same_workers_answering_correctly(
     samples = BUILD / "mnist" / "samples"
     for file, label in json.loads((samples / "expected.json").read_text()).items():
         answer = send_one(server.urls.inference, keys.inference,
-                          PostRequest("/predictions/mnist", (samples / file).read_bytes(), "image/png"))  # fmt: skip
+                          PostRequest("/predictions/mnist", (samples / file).read_bytes(), "image/png"))
         assert (answer.status, answer.json()["predicted_label"]) == (200, label), file
     samples = BUILD / "tabular" / "samples"
     for file, labels in json.loads((samples / "expected.json").read_text()).items():

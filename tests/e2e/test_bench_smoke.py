@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BUILD, ROOT, require_built
+from tests.paths import BUILD, ROOT, require_built
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 SMOKE_ARGS = [
     "--batch-sizes", "8", "--delays", "5", "--workers", "1", "--threads", "1",

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from handlers.config import load_model_yaml
-from tests.conftest import require_built
 from tests.e2e._helpers import CONFIG, MODEL_STORE, START_TIMEOUT_S
+from tests.paths import require_built
 from toolkit.bench.bursts import burst_line, digit_body, run_burst
 from toolkit.bench.results import BurstRow
 from toolkit.bench.servers import target_of
@@ -33,7 +33,7 @@ from toolkit.paths import MODEL_CONFIGS
 from toolkit.server.local import LocalServer
 from toolkit.server.process import free_ports
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 WITHIN_BUDGET = 2000
 PAST_BUDGET = 10000

@@ -30,7 +30,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import BUILD, ROOT, STORE, require_built
 from tests.e2e._helpers import (
     CONFIG,
     START_TIMEOUT_S,
@@ -42,6 +41,7 @@ from tests.e2e._helpers import (
     send_together,
     wait_for,
 )
+from tests.paths import BUILD, ROOT, STORE, require_built
 from toolkit.bench.aioclient import closed_loop
 from toolkit.client.management import worker_pids
 from toolkit.errors import ServerError
@@ -49,8 +49,6 @@ from toolkit.server.diagnose import register_explained
 from toolkit.server.drain import drain_and_stop
 from toolkit.server.local import LocalServer
 from toolkit.server.process import free_ports
-
-pytestmark = pytest.mark.e2e
 
 TABULAR_YAML = ROOT / "config" / "models" / "tabular.yaml"
 SLOW_HANDLER = "tests/e2e/slow_handler.py:SlowTabular"  # handler.module, relative to the project root
@@ -111,7 +109,7 @@ def build_store(root: Path) -> Path:
     future = b"from __future__ import annotations\n"
     rewrite_mar(STORE / "tabular.mar", store / "broken_import.mar",
                 lambda name, data: data.replace(future, future + f"import {MISSING_MODULE}\n".encode(), 1)
-                if name == "handlers/tabular.py" else data)  # fmt: skip
+                if name == "handlers/tabular.py" else data)
     return store
 
 
@@ -142,7 +140,7 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory, fault_store: Path) -> 
     """A server of the calling test only, with tabular_slow only (the test stops it; `running` stops it
     again on exit, a no-op then)."""
     srv = LocalServer(tmp_path_factory.mktemp("slow_run"), CONFIG, fault_store, ["tabular_slow.mar"],
-                      ports=free_ports())  # fmt: skip
+                      ports=free_ports())
     with srv.running(START_TIMEOUT_S):
         yield srv
 
@@ -189,7 +187,7 @@ def kill_figures(outcomes: list[Outcome], kill_at: float, old_pid: int, new_pid:
         "failed": len(failed), "failures": dict(Counter(f"{o.status} {o.detail}" for o in failed)),
         "killed_at_s": round(kill_at, 3), "recovery_s": round(min(resumed) - kill_at, 3) if resumed else None,
         "duration_s": round(max(o.done_at for o in outcomes), 3), "old_pid": old_pid, "new_pid": new_pid,
-    }  # fmt: skip
+    }
 
 
 def test_worker_killed_under_load_loses_nothing_and_recovers(faults: Faults, tmp_path: Path) -> None:
@@ -206,7 +204,7 @@ def test_worker_killed_under_load_loses_nothing_and_recovers(faults: Faults, tmp
             kill["at"] = time.monotonic() - start
 
     load = closed_loop(srv.urls.inference, inference_key(srv), [PostRequest("/predictions/tabular", sample_body())],
-                       KILL_LOAD_TOTAL, CONCURRENCY, CLIENT_TIMEOUT_S, on_outcome)  # fmt: skip
+                       KILL_LOAD_TOTAL, CONCURRENCY, CLIENT_TIMEOUT_S, on_outcome)
     outcomes = asyncio.run(asyncio.wait_for(load, 240))
     new_pid = wait_for(lambda: new_ready_worker(srv, "tabular", old_pid), RECOVERS_WITHIN_S)
     figures = kill_figures(outcomes, kill["at"], old_pid, new_pid)
@@ -231,12 +229,12 @@ def test_full_queue_refuses_at_once_and_serves_what_it_accepted(faults: Faults, 
     burst = 12
     outcomes = asyncio.run(closed_loop(srv.urls.inference, inference_key(srv),
                                        [PostRequest("/predictions/tabular_queue", sample_body())],
-                                       burst, burst, CLIENT_TIMEOUT_S))  # fmt: skip
+                                       burst, burst, CLIENT_TIMEOUT_S))
     accepted = [o for o in outcomes if o.status == 200]
     rejected = [o for o in outcomes if o.status == 503]
     report(tmp_path, "queue_full", {"sent": burst, "accepted": len(accepted), "rejected": len(rejected),
                                     "rejected_within_s": round(max((o.done_at for o in rejected), default=0), 3),
-                                    "first_accepted_answer_s": round(min(o.done_at for o in accepted), 3)})  # fmt: skip
+                                    "first_accepted_answer_s": round(min(o.done_at for o in accepted), 3)})
 
     assert len(accepted) + len(rejected) == burst == len(outcomes), Counter(o.status for o in outcomes)
     assert 1 <= len(accepted) <= QUEUE_SIZE + 1
@@ -270,7 +268,7 @@ def test_batch_slower_than_response_timeout(faults: Faults, tmp_path: Path) -> N
     assert_error(later[1], 500, "InternalServerException", WORKER_DIED)
     third = wait_for(lambda: new_ready_worker(srv, "tabular_timeout", new_pid), RECOVERS_WITHIN_S)
     report(tmp_path, "response_timeout", {"batch": 3, "answers": [a.status for a in answers[:3]],
-                                          "worker_pids": [old_pid, new_pid, third]})  # fmt: skip
+                                          "worker_pids": [old_pid, new_pid, third]})
 
 
 # --- models that fail to load ----------------------------------------------------------------------------
@@ -358,7 +356,7 @@ def test_drain_finishes_accepted_requests_then_stops(slow_server: LocalServer, t
     flying = in_flight(outcomes, marks["stop_called"])
     report(tmp_path, "drain", {"answered": len(outcomes), "statuses": dict(Counter(o.status for o in outcomes)),
                                "in_flight_at_drain": len(flying), "drain": drain.__dict__,
-                               "drain_s": round(marks["stop_returned"] - marks["stop_called"], 3)})  # fmt: skip
+                               "drain_s": round(marks["stop_returned"] - marks["stop_called"], 3)})
     assert flying, "nothing was in flight when the drain began"
     assert Counter(o.status for o in outcomes) == {200: len(outcomes)}
     assert drain.idle and drain.pending_at_stop == 0 and drain.was_running
@@ -379,7 +377,7 @@ def test_make_stop_under_load_cuts_what_is_in_flight(slow_server: LocalServer, t
         "their_outcomes": dict(Counter(str(o.status or o.detail) for o in flying)),
         "stop_s": round(marks["stop_returned"] - marks["stop_called"], 3),
         "client_errors": dict(Counter(o.detail for o in outcomes if o.status is None)),
-    }  # fmt: skip
+    }
     report(tmp_path, "stop_under_load", figures)
     assert not srv.is_running()
     assert flying, "nothing was in flight when stop was called"

@@ -13,13 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import BUILD, STORE, require_built
+from tests.paths import BUILD, STORE, require_built
 from toolkit.cli import manage
 from toolkit.client.grpc import GrpcInferenceClient, GrpcManagementClient
 from toolkit.errors import ServerError
 from toolkit.server.local import LocalServer
-
-pytestmark = pytest.mark.e2e
 
 TOKEN_FAILED = "Token Authorization failed"
 REAL_MODELS = {"mnist": "predicted_label", "tabular": "predictions"}  # name -> key of the prediction

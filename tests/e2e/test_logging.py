@@ -7,14 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import BUILD, require_built
 from tests.e2e._helpers import wait_for
 from tests.heldout import post_all
+from tests.paths import BUILD, require_built
 from toolkit.server.local import LocalServer
 
-pytestmark = pytest.mark.e2e
 REQUESTS = 40
 
 

@@ -9,7 +9,7 @@ from tests.e2e._helpers import batch_lines, send_together, wait_for
 from tests.e2e._monitoring import BAD, good, mnist_server
 from toolkit.client.metrics import scrape
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def handler_samples(server, name: str) -> dict[tuple, float]:
@@ -22,8 +22,9 @@ def handler_samples(server, name: str) -> dict[tuple, float]:
 
 
 def test_five_good_and_three_wrong_shape_requests_count_three_validation_errors(tmp_path):
-    """The issue's check: 5 good and 3 wrong-shape requests to mnist, sent together (batched by the shipped
-    batchSize 32 / maxBatchDelay 1 ms), give handler_requests_total{outcome="validation_error"} = 3."""
+    """Outcomes are counted per request inside one batch: 5 good and 3 wrong-shape requests to mnist, sent
+    together (batched by the shipped batchSize 32 / maxBatchDelay 1 ms), give
+    handler_requests_total{outcome="validation_error"} = 3."""
     with mnist_server(tmp_path) as server:
         offset = (server.log_dir / "model_log.log").stat().st_size
         reqs = [good()] * 5 + [BAD["validation_error"]] * 3

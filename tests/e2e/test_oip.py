@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import requests
 
-from tests.conftest import BUILD, ROOT, require_built
 from tests.e2e._helpers import CONFIG, START_TIMEOUT_S, batch_lines, send_together, wait_for
+from tests.paths import BUILD, ROOT, require_built
 from toolkit.archive.kserve import write_layout
 from toolkit.bench.aioclient import PostRequest
 from toolkit.client.auth import auth_header
@@ -24,7 +24,6 @@ from toolkit.server.diagnose import log_offset
 from toolkit.server.local import LocalServer
 from toolkit.server.process import free_ports
 
-pytestmark = pytest.mark.e2e
 MNIST_SAMPLES = BUILD / "mnist" / "samples"
 TABULAR_SAMPLES = BUILD / "tabular" / "samples"
 KSERVE_PYTHON = ROOT / ".venv-kserve" / "bin" / "python"

@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import BUILD, require_built
 from tests.e2e._helpers import batch_lines, wait_for
 from tests.heldout import heldout, served_labels
 from tests.heldout import post_all as post_bodies
+from tests.paths import BUILD, require_built
 from toolkit.server.diagnose import log_offset
 from toolkit.server.local import LocalServer
 
-pytestmark = pytest.mark.e2e
 MNIST_SAMPLES = BUILD / "mnist" / "samples"
 TABULAR_SAMPLES = BUILD / "tabular" / "samples"
 

@@ -24,7 +24,7 @@ from toolkit.monitor import dashboard
 from toolkit.monitor.prometheus import LocalPrometheus
 from toolkit.server.process import free_ports
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)

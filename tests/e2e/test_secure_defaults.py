@@ -22,14 +22,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import STORE
+from tests.paths import STORE
 from toolkit.client.auth import Keys, auth_header
 from toolkit.client.grpc import GrpcManagementClient
 from toolkit.client.rest import ManagementClient
 from toolkit.errors import ServerError
 from toolkit.server.local import LocalServer
-
-pytestmark = pytest.mark.e2e
 
 TOKEN_FAILED = "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
 TOKEN_API_FAILED = "Token Authentication failed"
@@ -62,7 +60,7 @@ def snapshot(management: ManagementClient) -> dict[str, list[tuple]]:
             (d["modelVersion"], d["modelVersion"] == default, d["minWorkers"], d["maxWorkers"],
              sorted(w["pid"] for w in d["workers"]))
             for d in management.versions(name)
-        ]  # fmt: skip
+        ]
     return state
 
 
@@ -110,7 +108,7 @@ def test_token_rotation_takes_only_the_api_key(server: LocalServer, keys: Keys) 
     """POST /token?type=inference|management (management API) regenerates a key; only the key file's "API"
     key may call it, not the inference or the management key."""
     headers = {"missing": {}, "wrong": auth_header("not-a-key"), "inference key": auth_header(keys.inference),
-               "management key": auth_header(keys.management)}  # fmt: skip
+               "management key": auth_header(keys.management)}
     for kind in ("inference", "management"):
         for case, header in headers.items():
             resp = requests.post(f"{server.urls.management}/token", params={"type": kind}, headers=header, timeout=30)

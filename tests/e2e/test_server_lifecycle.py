@@ -23,8 +23,6 @@ from toolkit.properties import LOG_CONFIG_FLAG, Ports, read_properties
 from toolkit.server.local import PID_FILE_NAME, LocalServer
 from toolkit.server.process import alive, free_ports
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 def pair(echo_server: LocalServer, server: LocalServer) -> tuple[LocalServer, LocalServer]:
@@ -36,7 +34,7 @@ def pair(echo_server: LocalServer, server: LocalServer) -> tuple[LocalServer, Lo
 def doomed(echo_server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """A server of this test only (echo 1.0 from the echo server's store), for the stop test to stop."""
     srv = LocalServer(tmp_path_factory.mktemp("doomed"), CONFIG, echo_server.model_store, ["echo_1.0.mar"],
-                      ports=free_ports())  # fmt: skip
+                      ports=free_ports())
     with srv.running(START_TIMEOUT_S):
         yield srv
 
@@ -134,7 +132,7 @@ def test_rewritten_config_changes_only_addresses_ports_store_and_file_paths(echo
         "inference_address", "management_address", "metrics_address", "grpc_inference_address",
         "grpc_inference_port", "grpc_management_address", "grpc_management_port", "model_store",
         "metrics_config", "vmargs",
-    }  # fmt: skip
+    }
     # TorchServe resolves a relative metrics_config, and log4j its configuration file, against the working
     # directory (the run dir): both are rooted at the project.
     assert rewritten["metrics_config"] == str(ROOT / original["metrics_config"])
@@ -142,7 +140,7 @@ def test_rewritten_config_changes_only_addresses_ports_store_and_file_paths(echo
     assert {key: rewritten[key] for key in ("inference_address", "management_address", "metrics_address")} == {
         "inference_address": a.urls.inference, "management_address": a.urls.management,
         "metrics_address": a.urls.metrics,
-    }  # fmt: skip
+    }
     assert (rewritten["grpc_inference_port"], rewritten["grpc_management_port"]) == (
         str(a.ports.grpc_inference), str(a.ports.grpc_management))
     assert rewritten["model_store"] == str(a.model_store)

@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import BUILD, ROOT, require_built
 from tests.e2e._helpers import one_worker_config
+from tests.paths import BUILD, ROOT, require_built
 from toolkit.client.rest import InferenceClient, ManagementClient
 from toolkit.errors import ServerError
 from toolkit.server.local import LocalServer
 
-pytestmark = pytest.mark.e2e
 SAMPLE = BUILD / "mnist" / "samples" / "3.png"
 
 
@@ -34,7 +33,7 @@ def build_v2(work: Path, store: Path) -> str:
     config.write_text(one_worker_config(shipped.replace("top_k: 0", "top_k: 3")))
     assert yaml.safe_load(config.read_text())["handler"]["top_k"] == 3
     built = subprocess.run([sys.executable, "-m", "toolkit.archive", "--config", str(config), "--version", "2.0",
-                            "--store", str(store)], cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+                            "--store", str(store)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
     assert (store / "mnist_v2.0.mar").is_file()
     return "mnist_v2.0.mar"

@@ -14,7 +14,7 @@ import pytest
 
 from handlers.answers import prediction
 from handlers.config import load_model_yaml
-from tests.conftest import BUILD, ROOT, require_built
+from tests.paths import BUILD, ROOT, require_built
 from toolkit.archive.mar import Archive, read_manifest, safe_extract
 
 MODELS = ("mnist", "tabular")

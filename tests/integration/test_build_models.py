@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from examples.demo_models.digits import normalize
-from tests.conftest import BUILD, require_built
+from tests.paths import BUILD, require_built
 from toolkit.export.architectures import MnistCNN
 from toolkit.export.torchscript import load_torchscript, predict
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 
-from tests.conftest import STORE, require_built
+from tests.paths import STORE, require_built
 from toolkit.archive.mar import Archive, store_archives
 from toolkit.engines.ray.app import cpus_needed, default_versions, deployment_name, deployment_options
 

@@ -14,8 +14,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.conftest import require_built
 from tests.manifests.conftest import all_manifests
+from tests.paths import require_built
 from toolkit.archive.kserve import MOUNT, PORTS
 from toolkit.paths import ROOT
 
@@ -150,7 +150,7 @@ KSERVE_CHECK = Path(__file__).with_name("kserve_models_check.py")
 def kserve_check(*paths: Path) -> subprocess.CompletedProcess:
     require_built(KSERVE_PYTHON, "make kserve-client")
     return subprocess.run([str(KSERVE_PYTHON), str(KSERVE_CHECK), *map(str, paths)], capture_output=True,
-                          text=True, timeout=120, check=False)  # fmt: skip
+                          text=True, timeout=120, check=False)
 
 
 def test_kserve_resources_match_kserve_s_own_api_models():

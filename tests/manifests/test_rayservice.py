@@ -22,8 +22,8 @@ from ray.scripts.scripts import start as ray_start
 from ray.serve.deployment import Application
 from ray.serve.schema import ServeDeploySchema
 
-from tests.conftest import STORE, require_built
 from tests.manifests.test_manifests import K8S_VERSIONS
+from tests.paths import STORE, require_built
 from toolkit.engines.tokens import write_key_file
 from toolkit.paths import ROOT
 

@@ -160,7 +160,7 @@ DESCRIBED = {
             "workers": [{"id": "9000", "status": "READY"}]},
     "2.0": {"minWorkers": 2, "maxWorkers": 2, "batchSize": 8, "maxBatchDelay": 50,
             "workers": [{"id": "9001", "status": "READY"}, {"id": "9002", "status": "WORKER_STARTED"}]},
-}  # fmt: skip
+}
 
 
 def described(name: str, version: str) -> dict:

@@ -316,7 +316,7 @@ def test_describe_and_versions_parse_json(management: GrpcManagementClient, fake
     assert management.describe("m") == [
         {"modelName": "m", "modelVersion": "1.0", "minWorkers": 1, "maxWorkers": 1, "batchSize": 1,
          "maxBatchDelay": 100, "workers": workers}
-    ]  # fmt: skip
+    ]
     assert management.versions("m") == [described("m", "1.0"), described("m", "2.0")]
     assert fake_management.seen[-1] == {"DescribeModelRequest": {"model_name": "m", "model_version": "all"}}
 
@@ -358,7 +358,8 @@ def test_each_client_has_one_api() -> None:
     assert not {"ping", "predict", "stream_predict"} & set(dir(GrpcManagementClient))
 
 
-def test_context_manager_closes_the_channel(fake_grpc: FakeGrpc, fake_management: FakeManagement) -> None:
+@pytest.mark.usefixtures("fake_management")
+def test_context_manager_closes_the_channel(fake_grpc: FakeGrpc) -> None:
     with GrpcInferenceClient(fake_grpc.address, INFERENCE_KEY) as inference:
         assert inference.ping() == "Healthy"
     with pytest.raises(ValueError, match="closed channel"):

@@ -262,7 +262,7 @@ SERVER_ERRORS = [
      "Requested method is not allowed, please refer to API document.", 2),
     (["scale", "mnist", "--min", "1", "--max", "1"], "PUT", "/models/mnist", 503, "ServiceUnavailableException",
      "Model \"mnist\" has no worker to serve inference request.", 1),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("argv", "method", "path", "status", "kind", "message", "code"), SERVER_ERRORS)
@@ -392,7 +392,7 @@ def test_manage_grpc_register_workers_flag_wins_over_the_archive(
                                   "synchronous": True}},
         {"ScaleWorkerRequest": {"model_name": "mnist", "model_version": "1.0", "min_worker": 1, "max_worker": 1,
                                 "synchronous": True}},
-    ]  # fmt: skip
+    ]
 
 
 def test_manage_grpc_refuses_zero_workers_before_sending(
@@ -464,16 +464,16 @@ def test_manage_grpc_tables_are_the_rest_tables(run_manage_grpc: Callable, fake_
     ]
 
 
-def test_manage_grpc_options_before_the_command(
-    fake_grpc: FakeGrpc, fake_management: FakeManagement, key_file: Path, capsys
-) -> None:
+@pytest.mark.usefixtures("fake_management")
+def test_manage_grpc_options_before_the_command(fake_grpc: FakeGrpc, key_file: Path, capsys) -> None:
     argv = ["--grpc", "--grpc-address", fake_grpc.address, "--key-file", str(key_file), "--timeout", "5", "list"]
     assert manage.main([*argv, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"modelName": "m", "modelUrl": "m.mar"}]
 
 
+@pytest.mark.usefixtures("fake_management")
 def test_manage_grpc_server_errors_are_one_line(
-    fake_grpc: FakeGrpc, fake_management: FakeManagement, run_manage_grpc: Callable, tmp_path: Path, capsys
+    fake_grpc: FakeGrpc, run_manage_grpc: Callable, tmp_path: Path, capsys
 ) -> None:
     assert run_manage_grpc("unregister", "missing") == (
         2,

@@ -8,7 +8,7 @@ import pytest
 
 from handlers.config import load_model_yaml
 from handlers.errors import ModelConfigError
-from tests.conftest import ROOT
+from tests.paths import ROOT
 
 SHIPPED = sorted((ROOT / "config" / "models").glob("*.yaml"))
 VALID = """\

@@ -49,7 +49,7 @@ def test_predict_long_inline_json_is_not_taken_for_a_path(stub: StubTorchServe, 
     ("suffix", "ctype"),
     [(".png", "image/png"), (".jpg", "image/jpeg"), (".JPEG", "image/jpeg"), (".npy", "application/x-npy"),
      (".json", "application/json")],
-)  # fmt: skip
+)
 def test_predict_file_content_types(
     stub: StubTorchServe, run_predict: Callable, tmp_path: Path, suffix: str, ctype: str
 ) -> None:

@@ -24,7 +24,7 @@ FAST = RetryPolicy(tries=4, total_s=5.0, first_wait_s=0.001, max_wait_s=0.002)
     [(503, FULL_QUEUE, True), (503, "Model mnist is busy: its queue is full", True), (429, "queue full", True),
      (500, FULL_QUEUE, True),  # TorchServe 0.12's gRPC answer: INTERNAL, InternalServerException
      (503, "Prediction failed", False), (500, "Prediction failed", False), (400, FULL_QUEUE, False)],
-)  # fmt: skip
+)
 def test_is_busy(status: int, message: str, busy: bool) -> None:
     assert is_busy(status, message) is busy
     assert isinstance(busy_or_same(ServerError(status, message, "X")), ServerBusyError) is busy

@@ -5,8 +5,18 @@
 
 Steps per model: validate the YAML against `handlers.config` (unknown keys, types and ranges refused, naming
 file, key, value and what is allowed); stage the archive contents (generated entry handler, the `handlers`
-package, labels, model-config.yaml); preflight the handler offline on the model's sample inputs; then call
-torch-model-archiver. A version other than the YAML's goes to `<name>_v<version>.mar`.
+package, a handler module of your own, labels, extra files, model-config.yaml); pack them with
+torch-model-archiver; preflight the packed archive in the in-process TorchServe worker on the model's sample
+inputs; only then put it in the store, with make's dependency file beside it. A version other than the YAML's
+goes to `<name>_v<version>.mar`.
+
+    staging.py    the archive's contents laid out in a folder; torch-model-archiver
+    preflight.py  the packed archive answers its samples (and refuses a bad request) before it is stored
+    worker.py     the one in-process TorchServe worker (preflight, raw bench, tests, the Ray engine)
+    mar.py        the one archive reader (Archive.open), store file names, safe extraction
+    depfile.py    model_store/<name>.mar.d: what an archive was made of, for make
+    kserve.py     KServe's storage layout from the store (`make kserve-layout`)
+    __main__.py   python -m toolkit.archive
 """
 
 from __future__ import annotations

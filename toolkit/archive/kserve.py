@@ -21,7 +21,7 @@ project's, with what a pod needs instead of a laptop:
 - `ts_open_inference_protocol=true`: TorchServe's `/v2/health/live`, `/v2/health/ready` and `/v2` metadata;
 - `disable_token_authorization=true`: TorchServe's keys are random per process and per replica, and expire, so
   no in-cluster client behind a Service could hold a valid one; access control is the cluster's (NetworkPolicy,
-  the mesh, KServe's auth), see docs-snippets/oip-kserve.md;
+  the mesh, KServe's auth), see docs/kserve.md;
 - `metrics_config` and the log4j2 file of `vmargs` at the image's paths (/app/config/...), where the project
   config names them with relative paths (`toolkit.properties.rooted_paths`).
 """

@@ -1,1 +1,7 @@
-"""The console scripts `predict` and `manage`; they need only the client extras (no torch, no TorchServe)."""
+"""The console scripts `predict` and `manage`; they need only the client extras (no torch, no TorchServe).
+
+    predict.py   `predict`: one input, or many in multi-input requests
+    batch.py     predict's many-inputs mode: inputs -> request bodies, answers -> a results file
+    manage.py    `manage`: TorchServe's management API over REST or gRPC
+    common.py    what both share: default server, gRPC import, the one error line and its exit code
+"""

@@ -1,6 +1,8 @@
 """One local TorchServe 0.12 process: its run directory, launch, readiness, drain and stop.
 
-    local.py      LocalServer: files of a run directory, start, stop, `running()` context
+    rundir.py     RunDir: the files of one run directory and the frontend process that belongs to it
+    local.py      LocalServer (a RunDir): start, stop, `running()` context
+    container.py  the container image's entrypoint: TorchServe in the foreground, drained on SIGTERM; health
     process.py    java, free ports, signalling processes by pid
     health.py     readiness: /ping healthy and every registered version with its minWorkers READY
     drain.py      wait until nothing is queued or running, then stop
