@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.unit.conftest import save_scripted, tabular_model
+from tests.served import save_scripted, tabular_model
 from toolkit.archive import build
 from toolkit.archive.mar import Archive
 from toolkit.errors import PreflightError

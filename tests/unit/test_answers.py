@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handlers.answers import ImageAnswer, TabularAnswer, prediction
-from tests.unit.conftest import digit_pixels, png_bytes
+from tests.served import digit_pixels, png_bytes
 
 ROW = [float(i) / 10 for i in range(30)]
 

@@ -11,7 +11,7 @@ from examples.demo_models import digits, fonts
 from handlers.config import load_model_yaml
 from handlers.imaging import centre_of_mass
 from tests.paths import ROOT
-from tests.unit.conftest import png_bytes
+from tests.served import png_bytes
 
 SHIPPED_MNIST = ("mnist.yaml", "mnist_torchscript.yaml")
 

@@ -15,7 +15,7 @@ import torch
 from handlers.base import Batch, Decoded, ServingHandler
 from handlers.errors import DecodeError
 from handlers.image import ImageClassifier
-from tests.unit.conftest import digit_pixels, png_bytes
+from tests.served import digit_pixels, png_bytes
 
 TOL = 2e-6  # answers are rounded to 6 decimals
 

@@ -20,7 +20,7 @@ import yaml
 from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from handlers import metrics as hm
-from tests.unit.conftest import digit_pixels, png_bytes
+from tests.served import digit_pixels, png_bytes
 from toolkit.paths import ROOT
 
 METRICS_YAML = ROOT / "config" / "metrics.yaml"

@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.payloads import huge_png as declared_size_png
 from tests.payloads import truncated
-from tests.unit.conftest import digit_pixels, png_bytes
+from tests.served import digit_pixels, png_bytes
 
 TOL = 2e-6  # answers are rounded to 6 decimals; batch composition moves the last digit
 

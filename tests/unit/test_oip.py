@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from handlers.oip import is_oip_route
-from tests.unit.conftest import as_request, digit_pixels
+from tests.served import as_request, digit_pixels
 from toolkit.archive.worker import Answer, Request
 from toolkit.archive.worker import frame as worker_frame
 

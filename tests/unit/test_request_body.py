@@ -12,7 +12,7 @@ from urllib.parse import unquote_plus
 import pytest
 
 from handlers.decoding import FORM_BODY, request_body
-from tests.unit.conftest import digit_pixels, png_bytes
+from tests.served import digit_pixels, png_bytes
 from toolkit.archive.worker import Request, frame
 
 CURL_HEADERS = {"Host": "127.0.0.1:8080", "User-Agent": "curl/8.5.0", "Accept": "*/*"}

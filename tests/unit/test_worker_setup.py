@@ -9,7 +9,7 @@ import yaml
 from handlers.errors import ModelConfigError
 from handlers.tabular import TabularClassifier
 from handlers.worker import choose_threads, select_device
-from tests.unit.conftest import lay_out, save_scripted, serve, tabular_model
+from tests.served import lay_out, save_scripted, serve, tabular_model
 from toolkit.archive.worker import ArchiveWorker
 
 
