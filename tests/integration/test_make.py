@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.paths import ROOT, STORE, require_built
+from toolkit.archive.depfile import depfile_text
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
 
@@ -136,20 +137,33 @@ def test_depfiles_name_what_each_archive_was_made_of(tree):
     assert "build/models/tabular" not in depfile
 
 
-def test_model_of_your_own_is_tracked_by_its_file(tree):
+@pytest.fixture
+def own_model(tree: Path) -> Path:
+    """A model of your own in the tree (config/models/custom.yaml, mine/custom.pt and its labels beside it),
+    archived: custom.mar and the dependency file the archive tool writes for it (its inputs as staging records
+    them, tests/integration/test_preflight.py checks that list on a real build)."""
     text = (tree / "config/models/tabular.yaml").read_text()
     (tree / "config/models/custom.yaml").write_text(text.replace("build/models/tabular/tabular.pt", "mine/custom.pt"))
-    depfile = (tree / "model_store/tabular.mar.d").read_text().replace("build/models/tabular/.built", "mine/custom.pt")
-    for name in ("model_store/{}.mar", "config/models/{}.yaml"):
-        depfile = depfile.replace(name.format("tabular"), name.format("custom"))
-    (tree / "model_store/custom.mar.d").write_text(depfile)  # as the archive tool writes it for custom.yaml
+    inputs = [ROOT / rel for rel in ("config/models/custom.yaml", "mine/custom.pt", "mine/index_to_name.json")]
+    (tree / "model_store/custom.mar.d").write_text(depfile_text(ROOT / "model_store/custom.mar", inputs))
     (tree / "mine").mkdir()
-    for rel, rank in (("config/models/custom.yaml", 0), ("mine/custom.pt", 0), ("model_store/custom.mar", 4)):
+    for rel, rank in (("config/models/custom.yaml", 0), ("mine/custom.pt", 0), ("mine/index_to_name.json", 0),
+                      ("model_store/custom.mar", 4)):
         (tree / rel).touch()
         set_mtime(tree / rel, T0 + rank * STEP)
-    assert archived(plan(tree, "serve")) == set()
-    touch(tree, "mine/custom.pt")
-    commands = plan(tree, "serve")
+    return tree
+
+
+def test_model_of_your_own_is_tracked_by_its_file(own_model):
+    assert archived(plan(own_model, "serve")) == set()
+    touch(own_model, "mine/custom.pt")
+    commands = plan(own_model, "serve")
+    assert archived(commands) == {"custom"} and trained(commands) == set()
+
+
+def test_a_touched_labels_file_rearchives_its_model_and_nothing_else(own_model):
+    touch(own_model, "mine/index_to_name.json")
+    commands = plan(own_model, "serve")
     assert archived(commands) == {"custom"} and trained(commands) == set()
 
 

@@ -49,12 +49,17 @@ def _make_path(path: Path) -> str:
     return text.replace(" ", "\\ ")
 
 
-def write_depfile(target: Path, inputs: Iterable[Path]) -> Path:
-    """Write `<target>.d`: `target: inputs...` plus an empty rule per input (see the module docstring)."""
+def depfile_text(target: Path, inputs: Iterable[Path]) -> str:
+    """`target: inputs...` (and the archive tool's own modules) plus an empty rule per input, as make reads it."""
     prerequisites = sorted({_make_path(p) for p in [*inputs, *tool_modules()]})
     lines = [f"{_make_path(target)}: \\"]
     lines += [f"  {item} \\" for item in prerequisites[:-1]] + [f"  {prerequisites[-1]}", ""]
     lines += [f"{item}:" for item in prerequisites]
+    return "\n".join(lines) + "\n"
+
+
+def write_depfile(target: Path, inputs: Iterable[Path]) -> Path:
+    """Write `<target>.d` beside the archive (see `depfile_text`)."""
     depfile = target.with_name(target.name + ".d")
-    depfile.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    depfile.write_text(depfile_text(target, inputs), encoding="utf-8")
     return depfile
