@@ -33,13 +33,25 @@ def name_outputs(raw: object) -> dict[str, Rows]:
     if isinstance(raw, torch.Tensor):
         return {SINGLE: raw.detach().cpu()}
     if isinstance(raw, Mapping):
-        return {str(key): _rows(value, str(key)) for key, value in raw.items()}
-    if isinstance(raw, Sequence) and raw and all(isinstance(item, Mapping) for item in raw):
-        return {SINGLE: [{str(k): _rows(v, str(k)) for k, v in item.items()} for item in raw]}
-    if isinstance(raw, Sequence) and raw and all(isinstance(item, torch.Tensor) for item in raw):
-        return {str(index): item.detach().cpu() for index, item in enumerate(raw)}
+        return _named(raw)
+    if isinstance(raw, Sequence) and raw:
+        return _sequence_outputs(list(raw))
     raise TypeError(f"the model returned {type(raw).__name__}; expected a tensor, a dict, a tuple or list of "
                     "tensors, or a list of per-input dicts")
+
+
+def _sequence_outputs(items: list) -> dict[str, Rows]:
+    """A tuple/list result: positional tensors "0", "1", ..., or torchvision's per-input dicts as one output."""
+    if all(isinstance(item, Mapping) for item in items):
+        return {SINGLE: [_named(item) for item in items]}
+    if all(isinstance(item, torch.Tensor) for item in items):
+        return _named(dict(enumerate(items)))
+    kinds = sorted({type(item).__name__ for item in items})
+    raise TypeError(f"the model returned a sequence of {kinds}; expected tensors or per-input dicts of tensors")
+
+
+def _named(mapping: Mapping) -> dict[str, torch.Tensor]:
+    return {str(key): _rows(value, str(key)) for key, value in mapping.items()}
 
 
 def _rows(value: object, name: str) -> Rows:
