@@ -18,10 +18,10 @@ from tests.heldout import heldout, served_labels
 from tests.heldout import post_all as post_bodies
 from toolkit.bench.aioclient import Request, burst, closed_loop, percentile
 from toolkit.polling import poll_until
+from toolkit.torchserve import TOKEN_FAILED
 
 pytestmark = pytest.mark.cluster
 MNIST_SAMPLES = BUILD / "mnist" / "samples"
-TOKEN_FAILED = "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
 
 
 def png(name: str = "3.png") -> bytes:

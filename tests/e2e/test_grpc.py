@@ -18,10 +18,10 @@ from toolkit.cli import manage
 from toolkit.client.grpc import GrpcInferenceClient, GrpcManagementClient
 from toolkit.errors import ServerError
 from toolkit.server.local import LocalServer
+from toolkit.torchserve import TOKEN_FAILED
 
 pytestmark = pytest.mark.e2e
 
-TOKEN_FAILED = "Token Authorization failed"
 REAL_MODELS = {"mnist": "predicted_label", "tabular": "predictions"}  # name -> key of the prediction
 
 
