@@ -1,6 +1,6 @@
 """The system programs a make target needs, checked by the toolkit's own finders: `python -m toolkit.prereqs java wrk`.
 
-    java   toolkit.server.process.find_java: JAVA_HOME/bin/java, else `java` on PATH, and Java 17 or newer
+    java   toolkit.server.java.find_java: JAVA_HOME/bin/java, else `java` on PATH, and Java 17 or newer
     wrk    toolkit.bench.loadgen.find_wrk: the benchmark's load generator on PATH
 
 Prints the path of each program found (one line each); for each one missing, one line on stderr saying how to
@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 
 def _java() -> str:
-    from toolkit.server.process import find_java
+    from toolkit.server.java import find_java
 
     return find_java()
 

@@ -27,8 +27,8 @@ from tests.conftest import require_built
 from tests.e2e._helpers import CONFIG, MODEL_STORE, START_TIMEOUT_S
 from toolkit.bench.bursts import burst_line, digit_body, local_target, run_burst
 from toolkit.paths import MODEL_CONFIGS
+from toolkit.process import free_ports
 from toolkit.server.local import LocalServer
-from toolkit.server.process import free_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

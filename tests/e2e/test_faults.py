@@ -44,10 +44,10 @@ from tests.e2e._helpers import (
 from toolkit.bench.aioclient import closed_loop
 from toolkit.client.management import worker_pids
 from toolkit.errors import ServerError
+from toolkit.process import free_ports
 from toolkit.server.diagnose import register_explained
 from toolkit.server.drain import drain_and_stop
 from toolkit.server.local import LocalServer
-from toolkit.server.process import free_ports
 
 pytestmark = pytest.mark.e2e
 

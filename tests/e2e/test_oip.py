@@ -19,10 +19,10 @@ from tests.e2e._helpers import CONFIG, START_TIMEOUT_S, batch_lines, send_togeth
 from toolkit.archive.kserve import write_layout
 from toolkit.bench.aioclient import Request
 from toolkit.client.auth import auth_header
+from toolkit.process import free_ports
 from toolkit.properties import read_properties, rewrite_properties
 from toolkit.server.diagnose import log_offset
 from toolkit.server.local import LocalServer
-from toolkit.server.process import free_ports
 
 pytestmark = pytest.mark.e2e
 MNIST_SAMPLES = BUILD / "mnist" / "samples"

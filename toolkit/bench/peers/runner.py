@@ -39,8 +39,8 @@ from toolkit.bench.loadgen import Request, run_load
 from toolkit.engines.ray.cluster import LocalRayCluster
 from toolkit.paths import ROOT
 from toolkit.polling import poll_until
+from toolkit.process import free_ports, stop_family
 from toolkit.server.local import LocalServer
-from toolkit.server.process import free_ports, stop_family
 
 Log = Callable[[str], None]
 READY_TIMEOUT_S = 300.0
