@@ -23,8 +23,8 @@ from toolkit.bench.aioclient import PostRequest, closed_loop
 from toolkit.monitor.dashboard import PICTURE, render
 from toolkit.monitor.prometheus import LocalPrometheus
 from toolkit.paths import CONFIG_PROPERTIES, MODEL_CONFIGS
+from toolkit.process import free_ports
 from toolkit.server.local import LocalServer
-from toolkit.server.process import free_ports
 
 DIGIT = [[0] * 10 + [200] * 8 + [0] * 10] * 28
 MNIST = "/predictions/mnist"

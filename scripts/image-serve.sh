@@ -8,7 +8,8 @@
 # Environment: CONTAINER_NAME, IMAGE_RUN_DIR (host folder for the run dir), HOST_INFERENCE_PORT,
 # HOST_MANAGEMENT_PORT, HOST_GRPC_INFERENCE_PORT, HOST_GRPC_MANAGEMENT_PORT (default: the config's ports),
 # HOST_METRICS_PORT (unset: not published; the metrics listener has no token and binds the container's loopback),
-# DRAIN_DEADLINE_S (default 20), READY_TIMEOUT_S (default 180), IMAGE_TAG (default ts-toolkit:<version>).
+# DRAIN_DEADLINE_S (default 20, the entrypoint's own default toolkit.server.container.CONTAINER_DRAIN_DEADLINE_S),
+# READY_TIMEOUT_S (default 180), IMAGE_TAG (default ts-toolkit:<version>).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 _tag=${IMAGE_TAG:-}

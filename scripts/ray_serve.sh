@@ -2,7 +2,8 @@
 # `make ray-serve`: a local Ray cluster of two nodes on loopback addresses (head 127.0.0.2, node 127.0.0.3,
 # one CPU each), every model_store/*.mar deployed behind TorchServe's API on 127.0.0.1:8000 with keys in
 # .ray_run/key_file.json; then one prediction with the curl line that produced it. RAY_ADDRESS=<head:port>
-# deploys on an existing cluster instead of starting one.
+# deploys on an existing cluster instead of starting one. RAY_HTTP_PORT's default 8000 is the Python default
+# toolkit.engines.ray.cluster.HTTP_PORT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python

@@ -5,6 +5,8 @@ pyproject.toml's layers, from prereqs at the top down to the shared leaves).
     errors.py      shared leaf: every error the toolkit raises, with its exit code
     properties.py  shared leaf: TorchServe's config.properties, its listener ports and URLs
     polling.py     shared leaf: the one deadline poll
+    torchserve.py  shared leaf: TorchServe's wire facts (default ports, the frontend's error answers, token text)
+    process.py     shared leaf: the processes we own (pid files, stopping a process family, free ports)
     archive/       build time: model YAML -> staged folder -> .mar -> preflight; the one archive reader and the
                    one in-process TorchServe worker (preflight, raw bench, tests, Ray engine)
     client/        talks to a running TorchServe (REST, gRPC, tokens, error bodies, metrics); no processes

@@ -127,4 +127,11 @@ class ServerAlreadyRunningError(ToolkitError, RuntimeError):
 
 
 class PortInUseError(ToolkitError, RuntimeError):
-    """A port the server should listen on is already taken on 127.0.0.1."""
+    """A port the server should listen on is already taken on 127.0.0.1 (or no free one was found)."""
+
+
+class SettingsError(ToolkitError, ValueError):
+    """An environment variable holds a value its setting cannot take. The message names the variable and the
+    value."""
+
+    exit_code = EXIT_USAGE

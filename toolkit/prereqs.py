@@ -2,7 +2,7 @@
 ones from Debian's packages. `python -m toolkit.prereqs [--install] [--quiet] PROGRAM...`
 
     program          found by                                              Debian package
-    java             toolkit.server.process.find_java (Java 17 or newer)   openjdk-17-jre-headless
+    java             toolkit.server.java.find_java (Java 17 or newer)      openjdk-17-jre-headless
     wrk              toolkit.bench.loadgen.find_wrk                        wrk
     prometheus       toolkit.monitor.prometheus.find_prometheus            prometheus (without recommends)
     podman, runc     PATH (the container tier's engine, container_env.sh)  podman, runc
@@ -39,7 +39,7 @@ class PrereqError(ToolkitError, RuntimeError):
 
 
 def _java() -> str:
-    from toolkit.server.process import find_java
+    from toolkit.server.java import find_java
 
     return find_java()
 

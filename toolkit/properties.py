@@ -1,17 +1,21 @@
 """TorchServe's config.properties: read it, rewrite some keys, and the listener ports and URLs it names.
 
 Shared by the clients (default URLs of the `make serve` server), the local server (which rewrites addresses,
-ports and model_store per run directory) and the benchmark. Imports nothing of the project but `paths`.
+ports and model_store per run directory), the container, the KServe layout and the benchmark. Imports nothing
+of the project but `paths` and `torchserve` (TorchServe's default ports).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from toolkit import torchserve
 from toolkit.paths import CONFIG_PROPERTIES
 
 LOOPBACK = "127.0.0.1"
+ALL_INTERFACES = "0.0.0.0"
 
 
 def _line_key(line: str) -> str | None:
@@ -95,14 +99,27 @@ class Ports:
         return [self.inference, self.management, self.metrics, self.grpc_inference, self.grpc_management]
 
     @classmethod
+    def default(cls) -> Ports:
+        """TorchServe 0.12's own ports, those of a config that names none (8080-8082, 7070, 7071)."""
+        return cls(
+            torchserve.INFERENCE_PORT, torchserve.MANAGEMENT_PORT, torchserve.METRICS_PORT,
+            torchserve.GRPC_INFERENCE_PORT, torchserve.GRPC_MANAGEMENT_PORT,
+        )
+
+    @classmethod
     def from_properties(cls, props: dict[str, str]) -> Ports:
         """The ports a config names, with TorchServe's defaults for missing keys."""
+        default = cls.default()
+
+        def port(key: str, fallback: int, read: Callable[[str], int] = url_port) -> int:
+            return read(props[key]) if key in props else fallback
+
         return cls(
-            inference=url_port(props.get("inference_address", "http://127.0.0.1:8080")),
-            management=url_port(props.get("management_address", "http://127.0.0.1:8081")),
-            metrics=url_port(props.get("metrics_address", "http://127.0.0.1:8082")),
-            grpc_inference=int(props.get("grpc_inference_port", "7070")),
-            grpc_management=int(props.get("grpc_management_port", "7071")),
+            inference=port("inference_address", default.inference),
+            management=port("management_address", default.management),
+            metrics=port("metrics_address", default.metrics),
+            grpc_inference=port("grpc_inference_port", default.grpc_inference, int),
+            grpc_management=port("grpc_management_port", default.grpc_management, int),
         )
 
     @classmethod
@@ -110,17 +127,22 @@ class Ports:
         """The ports a config file names."""
         return cls.from_properties(read_properties(path))
 
-    def overrides(self, model_store: Path) -> dict[str, str]:
-        """config.properties values binding these ports on loopback and pointing at `model_store`."""
+    def overrides(
+        self, bind: str = LOOPBACK, management_bind: str | None = None, metrics_bind: str | None = None
+    ) -> dict[str, str]:
+        """config.properties keys for listeners on these ports: inference (REST and gRPC) on the address `bind`,
+        management (REST and gRPC) on `management_bind`, metrics on `metrics_bind` (both default: `bind`).
+        The one writer of listener keys: the local server (loopback), the container (all interfaces) and the
+        KServe layout (a pod: management on its loopback only)."""
+        management = management_bind or bind
         return {
-            "inference_address": f"http://{LOOPBACK}:{self.inference}",
-            "management_address": f"http://{LOOPBACK}:{self.management}",
-            "metrics_address": f"http://{LOOPBACK}:{self.metrics}",
-            "grpc_inference_address": LOOPBACK,
+            "inference_address": f"http://{bind}:{self.inference}",
+            "management_address": f"http://{management}:{self.management}",
+            "metrics_address": f"http://{metrics_bind or bind}:{self.metrics}",
+            "grpc_inference_address": bind,
             "grpc_inference_port": str(self.grpc_inference),
-            "grpc_management_address": LOOPBACK,
+            "grpc_management_address": management,
             "grpc_management_port": str(self.grpc_management),
-            "model_store": str(model_store),
         }
 
 
@@ -155,4 +177,4 @@ def default_urls() -> Urls:
     defaults when there is no such file)."""
     if CONFIG_PROPERTIES.is_file():
         return Urls.from_config(CONFIG_PROPERTIES)
-    return Urls.for_ports(Ports.from_properties({}))
+    return Urls.for_ports(Ports.default())

@@ -26,7 +26,7 @@ from tests.paths import STORE, require_built
 from toolkit.archive import build_variant
 from toolkit.client.auth import Keys, read_keys
 from toolkit.paths import MODEL_CONFIGS
-from toolkit.server.process import free_ports
+from toolkit.process import free_ports
 
 START_TIMEOUT_S = 600
 AUTOSCALE = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2, "upscale_delay_s": 1.0,

@@ -18,9 +18,9 @@ from tests.heldout import post_all as post_bodies
 from tests.paths import BUILD, require_built
 from toolkit.bench.aioclient import PostRequest, burst, closed_loop, percentile
 from toolkit.polling import poll_until
+from toolkit.torchserve import TOKEN_FAILED
 
 MNIST_SAMPLES = BUILD / "mnist" / "samples"
-TOKEN_FAILED = "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
 
 
 def png(name: str = "3.png") -> bytes:

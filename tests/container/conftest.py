@@ -26,7 +26,7 @@ import pytest
 
 from toolkit.client.auth import Keys, read_keys
 from toolkit.paths import ROOT
-from toolkit.server.process import free_ports
+from toolkit.process import free_ports
 
 ENV_KEYS = ("ENGINE", "IMAGE_TAG", "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "PATH")
 BUILD_TIMEOUT_S = 1200

@@ -23,7 +23,7 @@ from tests.container.conftest import Engine, Image
 from toolkit.archive.kserve import MOUNT, PORTS, write_layout
 from toolkit.paths import BUILD_MODELS, MODEL_STORE, ROOT
 from toolkit.polling import poll_until
-from toolkit.server.process import free_ports
+from toolkit.process import free_ports
 
 RUNTIME = ROOT / "deploy" / "kserve" / "servingruntime.yaml"
 ISVC = ROOT / "deploy" / "kserve" / "inferenceservice.yaml"
@@ -114,4 +114,4 @@ def test_kserve_client_gets_the_sample_labels(runtime: tuple[str, int]) -> None:
 
 def test_management_api_is_not_published() -> None:
     (container,) = yaml.safe_load(RUNTIME.read_text())["spec"]["containers"]
-    assert [p["containerPort"] for p in container["ports"]] == [PORTS["inference"]]
+    assert [p["containerPort"] for p in container["ports"]] == [PORTS.inference]

@@ -12,8 +12,8 @@ from tests.e2e._helpers import CONFIG, START_TIMEOUT_S, PostRequest, build_varia
 from tests.paths import require_built
 from tests.payloads import random_image_bytes
 from toolkit.paths import MODEL_CONFIGS, ROOT
+from toolkit.process import free_ports
 from toolkit.server.local import LocalServer
-from toolkit.server.process import free_ports
 
 PATH = "/predictions/mnist"
 MAX_INPUTS = 4  # max_inputs_per_request of the test archive: 5 images are payload_too_large

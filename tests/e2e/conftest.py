@@ -29,8 +29,8 @@ from tests.e2e._helpers import (
 )
 from toolkit.client.auth import Keys
 from toolkit.client.rest import InferenceClient, ManagementClient
+from toolkit.process import free_ports
 from toolkit.server.local import LocalServer
-from toolkit.server.process import free_ports
 
 
 @pytest.fixture(scope="session")

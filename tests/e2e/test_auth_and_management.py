@@ -22,13 +22,13 @@ from toolkit.client.auth import Keys, auth_header
 from toolkit.client.rest import InferenceClient, ManagementClient
 from toolkit.errors import ServerError
 from toolkit.server.local import LocalServer
-
-TOKEN_FAILED = "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
+from toolkit.torchserve import INVALID_KEY, TOKEN_FAILED
 
 
 def assert_refused(resp: requests.Response, case: str) -> None:
     assert resp.status_code == 400, case
     assert resp.json() == {"code": 400, "type": "InvalidKeyException", "message": TOKEN_FAILED}, case
+    assert resp.json() == json.loads(INVALID_KEY.body()), "toolkit.torchserve's table is TorchServe's answer"
 
 
 def bad_headers(keys: Keys, right: str) -> dict[str, dict[str, str]]:

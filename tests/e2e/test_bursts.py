@@ -30,8 +30,8 @@ from toolkit.bench.bursts import burst_line, digit_body, run_burst
 from toolkit.bench.results import BurstRow
 from toolkit.bench.servers import target_of
 from toolkit.paths import MODEL_CONFIGS
+from toolkit.process import free_ports
 from toolkit.server.local import LocalServer
-from toolkit.server.process import free_ports
 
 pytestmark = pytest.mark.slow
 

@@ -45,10 +45,10 @@ from tests.paths import BUILD, ROOT, STORE, require_built
 from toolkit.bench.aioclient import closed_loop
 from toolkit.client.management import worker_pids
 from toolkit.errors import ServerError
+from toolkit.process import free_ports
 from toolkit.server.diagnose import register_explained
 from toolkit.server.drain import drain_and_stop
 from toolkit.server.local import LocalServer
-from toolkit.server.process import free_ports
 
 TABULAR_YAML = ROOT / "config" / "models" / "tabular.yaml"
 SLOW_HANDLER = "tests/e2e/slow_handler.py:SlowTabular"  # handler.module, relative to the project root

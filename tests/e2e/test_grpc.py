@@ -18,8 +18,8 @@ from toolkit.cli import manage
 from toolkit.client.grpc import GrpcInferenceClient, GrpcManagementClient
 from toolkit.errors import ServerError
 from toolkit.server.local import LocalServer
+from toolkit.torchserve import TOKEN_FAILED
 
-TOKEN_FAILED = "Token Authorization failed"
 REAL_MODELS = {"mnist": "predicted_label", "tabular": "predictions"}  # name -> key of the prediction
 
 

@@ -19,10 +19,10 @@ from tests.paths import BUILD, ROOT, require_built
 from toolkit.archive.kserve import write_layout
 from toolkit.bench.aioclient import PostRequest
 from toolkit.client.auth import auth_header
+from toolkit.process import free_ports
 from toolkit.properties import read_properties, rewrite_properties
 from toolkit.server.diagnose import log_offset
 from toolkit.server.local import LocalServer
-from toolkit.server.process import free_ports
 
 MNIST_SAMPLES = BUILD / "mnist" / "samples"
 TABULAR_SAMPLES = BUILD / "tabular" / "samples"

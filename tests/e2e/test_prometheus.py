@@ -22,7 +22,7 @@ from tests.e2e._helpers import batch_lines, send_together, wait_for
 from tests.e2e._monitoring import BAD, STATUS, good, mnist_server
 from toolkit.monitor import dashboard
 from toolkit.monitor.prometheus import LocalPrometheus
-from toolkit.server.process import free_ports
+from toolkit.process import free_ports
 
 pytestmark = pytest.mark.slow
 

@@ -28,8 +28,8 @@ from toolkit.client.grpc import GrpcManagementClient
 from toolkit.client.rest import ManagementClient
 from toolkit.errors import ServerError
 from toolkit.server.local import LocalServer
+from toolkit.torchserve import TOKEN_FAILED
 
-TOKEN_FAILED = "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
 TOKEN_API_FAILED = "Token Authentication failed"
 MODEL = "mnist"
 
@@ -134,7 +134,7 @@ def test_grpc_management_mutations_refuse_bad_tokens(
             with pytest.raises(ServerError) as info:
                 call(client)
             assert (info.value.status, info.value.kind) == (403, "PERMISSION_DENIED"), (name, str(info.value))
-            assert info.value.message.startswith("Token Authorization failed"), (name, info.value.message)
+            assert info.value.message.startswith(TOKEN_FAILED), (name, info.value.message)
     assert snapshot(management) == before
 
 

@@ -1,6 +1,6 @@
 """LocalServer lifecycle against real TorchServe processes: isolation of side-by-side servers, loopback-only
 listeners and stop semantics. (The refusals that happen before any JVM starts are in
-tests/unit/test_server_process.py.)
+tests/unit/test_server_refusals.py.)
 
 The side-by-side checks use the session's two shared servers (tests/e2e/conftest.py): the echo server (A) and
 the model server (B); both keep running. The stop test starts and stops a server of its own.
@@ -19,9 +19,9 @@ from toolkit.client.management import all_versions
 from toolkit.client.rest import InferenceClient
 from toolkit.errors import ServerAlreadyRunningError, ServerError
 from toolkit.paths import ROOT
+from toolkit.process import alive, free_ports
 from toolkit.properties import LOG_CONFIG_FLAG, Ports, read_properties
 from toolkit.server.local import PID_FILE_NAME, LocalServer
-from toolkit.server.process import alive, free_ports
 
 
 @pytest.fixture

@@ -145,7 +145,8 @@ def own_model(tree: Path) -> Path:
     text = (tree / "config/models/tabular.yaml").read_text()
     (tree / "config/models/custom.yaml").write_text(text.replace("build/models/tabular/tabular.pt", "mine/custom.pt"))
     inputs = [ROOT / rel for rel in ("config/models/custom.yaml", "mine/custom.pt", "mine/index_to_name.json")]
-    (tree / "model_store/custom.mar.d").write_text(depfile_text(ROOT / "model_store/custom.mar", inputs))
+    text = depfile_text(ROOT / "model_store/custom.mar", inputs, modules=[ROOT / "handlers/base.py"])
+    (tree / "model_store/custom.mar.d").write_text(text)
     (tree / "mine").mkdir()
     for rel, rank in (("config/models/custom.yaml", 0), ("mine/custom.pt", 0), ("mine/index_to_name.json", 0),
                       ("model_store/custom.mar", 4)):

@@ -88,9 +88,9 @@ def test_runtime_runs_our_image_with_the_torchserve_command(manifests):
     assert container["command"] == ["/usr/bin/tini", "-g", "--"] and container["args"] == ARGS
     assert container["workingDir"] == "/app/run"
     assert {e["name"]: e["value"] for e in container["env"]}["TMPDIR"] == "/app/run"
-    assert [p["containerPort"] for p in container["ports"]] == [PORTS["inference"]]
+    assert [p["containerPort"] for p in container["ports"]] == [PORTS.inference]
     assert runtime["spec"]["protocolVersions"] == ["v2"]
-    assert runtime["spec"]["annotations"] == {"prometheus.kserve.io/port": str(PORTS["metrics"]),
+    assert runtime["spec"]["annotations"] == {"prometheus.kserve.io/port": str(PORTS.metrics),
                                               "prometheus.kserve.io/path": "/metrics"}
 
 
@@ -104,7 +104,7 @@ def test_inference_service(manifests, file, storage):
     assert model["modelFormat"]["name"] in {f["name"] for f in runtime["spec"]["supportedModelFormats"]}
     assert model["storageUri"] == f"pvc://ts-toolkit-models/{storage}"
     assert model["readinessProbe"]["exec"]["command"] == READY
-    assert model["livenessProbe"]["httpGet"] == {"path": "/ping", "port": PORTS["inference"]}
+    assert model["livenessProbe"]["httpGet"] == {"path": "/ping", "port": PORTS.inference}
     assert model["resources"]["requests"]["cpu"] and model["resources"]["limits"]["memory"]
     assert predictor["scaleMetric"] == "concurrency" and predictor["scaleTarget"] > 0
     assert predictor.get("canaryTrafficPercent") == (10 if "canary" in file else None)
@@ -119,9 +119,9 @@ def test_deployment_runs_the_runtime_container(manifests):
     assert container["readinessProbe"]["exec"]["command"] == READY == container["startupProbe"]["exec"]["command"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/ping"
     assert container["volumeMounts"][0]["mountPath"] == MOUNT
-    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(PORTS["metrics"])
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(PORTS.metrics)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": PORTS["inference"], "grpc": PORTS["grpc_inference"], "metrics": PORTS["metrics"]}
+    assert ports == {"http": PORTS.inference, "grpc": PORTS.grpc_inference, "metrics": PORTS.metrics}
 
 
 def test_service_hpa_and_policy_point_at_the_deployment(manifests):
@@ -129,7 +129,7 @@ def test_service_hpa_and_policy_point_at_the_deployment(manifests):
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     service = manifests["k8s/service.yaml:Service"]
     assert service["spec"]["selector"] == labels
-    assert PORTS["management"] not in {p["port"] for p in service["spec"]["ports"]}  # never exposed
+    assert PORTS.management not in {p["port"] for p in service["spec"]["ports"]}  # never exposed
     hpa = manifests["k8s/hpa.yaml:HorizontalPodAutoscaler"]
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
                                              "name": deployment["metadata"]["name"]}

@@ -22,16 +22,15 @@ import grpc
 from google.protobuf import json_format
 
 from toolkit.client.grpc_gen import inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc
+from toolkit.torchserve import NO_WORKER, RESOURCE_NOT_FOUND, TOKEN_FAILED
 
 INFERENCE_KEY = "infer-key"
 MANAGEMENT_KEY = "mgmt-key"
-# TorchServe 0.12's answer to a missing or wrong token: REST 400 InvalidKeyException, gRPC PERMISSION_DENIED.
-TOKEN_FAILED = "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
 # The shape of the key_file.json TorchServe writes at start (see toolkit.client.auth).
 KEY_FILE = {"management": {"key": MANAGEMENT_KEY}, "inference": {"key": INFERENCE_KEY}, "API": {"key": "api"}}
 
 # TorchServe 0.12's message for a request it has no room for (REST: 503 ServiceUnavailableException).
-FULL_QUEUE = 'Model "full" has no worker to serve inference request. Please use scale workers API to add workers.'
+FULL_QUEUE = NO_WORKER.text(model="full")
 
 
 # ---- REST ---------------------------------------------------------------------------------------------
@@ -73,7 +72,8 @@ class StubTorchServe:
                 stub.seen.append(Seen(self.command, parts.path, query, headers, self.rfile.read(length)))
                 route = stub.routes.get((self.command, parts.path))
                 if route is None:
-                    status, body = 404, error_body(404, "ResourceNotFoundException", "Requested resource is not found")
+                    missing = RESOURCE_NOT_FOUND
+                    status, body = missing.status, error_body(missing.status, missing.type, missing.text())
                 else:
                     status, body = route(query) if callable(route) else route
                 self.send_response(status)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from toolkit.client import auth
-from toolkit.client.auth import KeyFileError, Keys, auth_header, grpc_auth, read_keys
+from toolkit.client.auth import KeyFileError, Keys, auth_header, grpc_auth, key_expiry, read_keys, write_keys
+from toolkit.engines.tokens import write_key_file
 
 # Byte for byte what TorchServe 0.12.0 wrote at start in a run of this project (Gson pretty printing).
 REAL_KEY_FILE = """{
@@ -96,3 +97,41 @@ def test_cli_reports_a_missing_file_on_one_line(tmp_path: Path, capsys: pytest.C
     assert captured.out == ""
     assert captured.err.startswith("error: key file not found: ")
     assert captured.err.count("\n") == 1
+
+
+def test_expiry_of_a_real_key_file_and_of_one_without(tmp_path: Path) -> None:
+    path = write(tmp_path, REAL_KEY_FILE)
+    # 2026-11-23T03:40:41Z is 1795405241 s after the epoch; TorchServe writes nanoseconds, microseconds are kept
+    assert key_expiry(path) == pytest.approx(1795405241.623546, abs=1e-6)
+    assert key_expiry(path, "management") == pytest.approx(1795405241.623559, abs=1e-6)
+    secret = write(tmp_path, json.dumps({"management": {"key": "m"}, "inference": {"key": "i"}}))
+    assert key_expiry(secret) is None
+
+
+def test_an_expiry_that_is_no_time_names_the_file_and_value(tmp_path: Path) -> None:
+    soon = {"management": {"key": "m"}, "inference": {"key": "i", "expiration time": "soon"}}
+    path = write(tmp_path, json.dumps(soon))
+    with pytest.raises(KeyFileError) as info:
+        key_expiry(path)
+    assert str(info.value) == f"malformed key file {path}: 'inference.expiration time' is not an ISO-8601 time: 'soon'"
+
+
+def test_written_keys_read_back_with_their_expiry_and_mode_0600(tmp_path: Path) -> None:
+    path = tmp_path / "key_file.json"
+    path.write_text("old")
+    path.chmod(0o644)
+    keys = Keys(inference="i" * 64, management="m" * 64)
+    write_keys(path, keys, "a" * 64, 1795405241.5)
+    assert (read_keys(path), key_expiry(path), key_expiry(path, "management")) == (keys, 1795405241.5, 1795405241.5)
+    data = json.loads(path.read_text())
+    assert set(data) == {"management", "inference", "API"} and data["API"] == {"key": "a" * 64}
+    assert data["inference"]["expiration time"] == "2026-11-23T03:40:41.500000Z"  # TorchServe's form: UTC, "Z"
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_engine_keys_are_fresh_and_expire_after_their_lifetime(tmp_path: Path) -> None:
+    first, expires = write_key_file(tmp_path / "run" / "key_file.json", lifetime_s=60)
+    second, _ = write_key_file(tmp_path / "other.json")
+    assert read_keys(tmp_path / "run" / "key_file.json") == first
+    assert key_expiry(tmp_path / "run" / "key_file.json") == pytest.approx(expires, abs=1e-5)
+    assert len({first.inference, first.management, second.inference, second.management}) == 4

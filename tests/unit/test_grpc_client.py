@@ -16,7 +16,6 @@ from tests.unit.fake_torchserve import (
     FULL_QUEUE,
     INFERENCE_KEY,
     MANAGEMENT_KEY,
-    TOKEN_FAILED,
     FakeGrpc,
     FakeManagement,
     described,
@@ -33,6 +32,7 @@ from toolkit.client.grpc import (
 from toolkit.client.grpc_gen import inference_pb2
 from toolkit.client.management import Registration
 from toolkit.errors import EXIT_FAILURE, ServerError, ServerUnreachableError, UnsupportedRequestError
+from toolkit.torchserve import TOKEN_FAILED
 
 # ---- error mapping -----------------------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ import pytest
 
 from tests.unit.fake_torchserve import (
     INFERENCE_KEY,
-    TOKEN_FAILED,
     FakeGrpc,
     FakeManagement,
     StubTorchServe,
@@ -29,6 +28,7 @@ from toolkit.cli import manage
 from toolkit.client.grpc import GrpcManagementClient
 from toolkit.client.management import ManagementApi
 from toolkit.client.rest import ManagementClient
+from toolkit.torchserve import TOKEN_FAILED
 
 
 @pytest.fixture

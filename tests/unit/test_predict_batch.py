@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from handlers.answers import ImageAnswer
 from toolkit.cli import batch
 from toolkit.errors import InputError
 
@@ -72,13 +73,16 @@ def test_row_requests_and_flatten_name_every_row() -> None:
 
 
 def test_results_written_as_csv_and_json(tmp_path: Path) -> None:
-    results = [{"input": "a.png", "answer": {"label": "7", "probabilities": [1.0]}},
-               {"input": "b.png", "error": "HTTP 400"}]
+    image: ImageAnswer = {"predicted_label": 7, "label": "seven", "probabilities": [0.0] * 7 + [1.0]}
+    results = [{"input": "a.png", "answer": image}, {"input": "b.png", "error": "HTTP 400"},
+               {"input": "c.png", "answer": {"code": 400, "type": "decode_error", "message": "not an image"}}]
     with open(batch.write_results(results, tmp_path / "out.csv"), newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["input", "predicted", "error", "answer"]
-    assert rows[1][:3] == ["a.png", "7", ""] and json.loads(rows[1][3])["label"] == "7"
+    # the predicted column is handlers.answers.prediction: the class index, not the label
+    assert rows[1][:3] == ["a.png", "7", ""] and json.loads(rows[1][3]) == image
     assert rows[2] == ["b.png", "", "HTTP 400", ""]
+    assert rows[3][:3] == ["c.png", "", ""], "an error body has no prediction"
     assert json.loads(batch.write_results(results, tmp_path / "out.json").read_text()) == results
     with pytest.raises(InputError):
         batch.write_results(results, tmp_path / "out.txt")

@@ -15,15 +15,16 @@ from toolkit.client.grpc import GrpcInferenceClient
 from toolkit.client.rest import InferenceClient, ManagementClient
 from toolkit.client.retry import RetryPolicy
 from toolkit.errors import ServerBusyError, ServerError
+from toolkit.torchserve import PREDICTION_FAILED
 
 FAST = RetryPolicy(tries=4, total_s=5.0, first_wait_s=0.001, max_wait_s=0.002)
 
 
 @pytest.mark.parametrize(
     ("status", "message", "busy"),
-    [(503, FULL_QUEUE, True), (503, "Model mnist is busy: its queue is full", True), (429, "queue full", True),
+    [(503, FULL_QUEUE, True), (503, FULL_QUEUE.upper(), True), (429, "queue full", True),
      (500, FULL_QUEUE, True),  # TorchServe 0.12's gRPC answer: INTERNAL, InternalServerException
-     (503, "Prediction failed", False), (500, "Prediction failed", False), (400, FULL_QUEUE, False)],
+     (503, PREDICTION_FAILED.text(), False), (500, "Prediction failed", False), (400, FULL_QUEUE, False)],
 )
 def test_is_busy(status: int, message: str, busy: bool) -> None:
     assert is_busy(status, message) is busy

@@ -49,9 +49,11 @@ def _make_path(path: Path) -> str:
     return text.replace(" ", "\\ ")
 
 
-def depfile_text(target: Path, inputs: Iterable[Path]) -> str:
-    """`target: inputs...` (and the archive tool's own modules) plus an empty rule per input, as make reads it."""
-    prerequisites = sorted({_make_path(p) for p in [*inputs, *tool_modules()]})
+def depfile_text(target: Path, inputs: Iterable[Path], modules: Iterable[Path] | None = None) -> str:
+    """`target: inputs... modules...` plus an empty rule per prerequisite, as make reads it; `modules` defaults
+    to the project modules this process imported (`tool_modules`: the archive tool's own)."""
+    modules = tool_modules() if modules is None else modules
+    prerequisites = sorted({_make_path(p) for p in [*inputs, *modules]})
     lines = [f"{_make_path(target)}: \\"]
     lines += [f"  {item} \\" for item in prerequisites[:-1]] + [f"  {prerequisites[-1]}", ""]
     lines += [f"{item}:" for item in prerequisites]

@@ -37,11 +37,11 @@ from pathlib import Path
 
 from toolkit.archive.mar import Archive, is_default_archive, store_archives
 from toolkit.paths import CONFIG_PROPERTIES, MODEL_STORE, ROOT
-from toolkit.properties import read_properties, rewrite_properties, rooted_paths
+from toolkit.properties import ALL_INTERFACES, LOOPBACK, Ports, read_properties, rewrite_properties, rooted_paths
 
 MOUNT = "/mnt/models"  # where KServe's storage initializer puts the storageUri
 IMAGE_ROOT = "/app"  # the project root inside the image ts-toolkit (deploy/container/Dockerfile)
-PORTS = {"inference": 8080, "management": 8081, "metrics": 8082, "grpc_inference": 7070, "grpc_management": 7071}
+PORTS = Ports.default()  # a pod's listeners: TorchServe's own ports, those of deploy/kserve/servingruntime.yaml
 
 
 def pick_archives(store: Path, use: Sequence[str] = ()) -> list[Archive]:
@@ -73,13 +73,7 @@ def model_snapshot(archives: Sequence[Archive]) -> dict:
 def overrides(archives: Sequence[Archive], project: dict[str, str]) -> dict[str, str]:
     """The keys of the layout's config.properties that differ from the project's (see the module docstring)."""
     keys = {
-        "inference_address": f"http://0.0.0.0:{PORTS['inference']}",
-        "management_address": f"http://127.0.0.1:{PORTS['management']}",
-        "metrics_address": f"http://0.0.0.0:{PORTS['metrics']}",
-        "grpc_inference_address": "0.0.0.0",
-        "grpc_inference_port": str(PORTS["grpc_inference"]),
-        "grpc_management_address": "127.0.0.1",
-        "grpc_management_port": str(PORTS["grpc_management"]),
+        **PORTS.overrides(bind=ALL_INTERFACES, management_bind=LOOPBACK),
         "model_store": f"{MOUNT}/model-store",
         "model_snapshot": json.dumps(model_snapshot(archives), separators=(",", ":")),
         "ts_open_inference_protocol": "true",

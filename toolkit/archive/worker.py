@@ -41,6 +41,7 @@ from handlers.config import ModelYaml, worker_config
 from handlers.manifest import model_version
 from handlers.metrics import METRICS_SINK_ATTRIBUTE, MetricsSink
 from toolkit.archive.mar import MANIFEST, Archive
+from toolkit.torchserve import BATCH_MISMATCH, OUT_OF_RESOURCES, PREDICTION_FAILED, FrontendError
 
 LOG = logging.getLogger(__name__)
 
@@ -128,10 +129,9 @@ def _media_type(body: bytes) -> str:
     return "application/json"
 
 
-def failed_batch(status: int, message: str, count: int) -> list[Answer]:
+def failed_batch(error: FrontendError, count: int) -> list[Answer]:
     """TorchServe's answer to a batch whose handler failed: every request gets the frontend's error body."""
-    body = json.dumps({"code": status, "type": "InternalServerException", "message": message}).encode()
-    return [Answer(status, "application/json", body) for _ in range(count)]
+    return [Answer(error.status, "application/json", error.body(), error.headers()) for _ in range(count)]
 
 
 def read_layout(model_dir: Path) -> tuple[dict, ModelYaml]:
@@ -187,22 +187,22 @@ class ArchiveWorker:
         try:
             outputs = self.entry_point(rows, self.context)
         except MemoryError:
-            return self._failed(507, "Out of resources", len(frames))
+            return self._failed(OUT_OF_RESOURCES, len(frames))
         except PredictionException as exc:
-            return self._failed(exc.error_code, exc.message, len(frames))
+            return self._failed(FrontendError(exc.error_code, PREDICTION_FAILED.type, exc.message), len(frames))
         except Exception:
-            return self._failed(503, "Prediction failed", len(frames))
+            return self._failed(PREDICTION_FAILED, len(frames))
         if not isinstance(outputs, list) or len(outputs) != len(frames):
             self.last_failure = f"the handler answered {outputs!r:.200} for a batch of {len(frames)}"
-            return failed_batch(503, "number of batch response mismatched", len(frames))
+            return failed_batch(BATCH_MISMATCH, len(frames))
         self.last_failure = None
         return [self._answer(index, value) for index, value in enumerate(outputs)]
 
-    def _failed(self, status: int, message: str, count: int) -> list[Answer]:
+    def _failed(self, error: FrontendError, count: int) -> list[Answer]:
         """The batch's answers after the handler raised; its traceback kept in `last_failure` and logged."""
         self.last_failure = traceback.format_exc()
         LOG.error("handler of %s failed a batch of %d: %s", self.name, count, self.last_failure.splitlines()[-1])
-        return failed_batch(status, message, count)
+        return failed_batch(error, count)
 
     def _answer(self, index: int, value: Any) -> Answer:
         status, _phrase = self.context.get_response_status(index)

@@ -38,8 +38,8 @@ from toolkit.bench.servers import target_of
 from toolkit.client.rest import InferenceClient, ManagementClient
 from toolkit.errors import ToolkitError
 from toolkit.paths import BENCH_RESULTS, BUILD_MODELS, CONFIG_PROPERTIES, MODEL_STORE
+from toolkit.process import free_ports
 from toolkit.server.local import LocalServer
-from toolkit.server.process import free_ports
 
 BURST_SIZES = (100, 1000, 2000, 5000, 10000)
 QUICK_SIZES = (100, 1000, 2000)

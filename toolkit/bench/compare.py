@@ -26,8 +26,8 @@ import psutil
 
 from toolkit.bench.aioclient import Outcome, PostRequest, bounded, closed_loop, percentile
 from toolkit.paths import BENCH_RESULTS, BUILD_MODELS
+from toolkit.process import free_ports
 from toolkit.server.local import LocalServer
-from toolkit.server.process import free_ports
 
 MODELS = ("mnist", "mnist_torchscript", "tabular", "tabular_onnx")
 

@@ -29,8 +29,8 @@ from toolkit.bench.results import BenchResult, Cell, RawResult, ServerVariantRun
 from toolkit.bench.servers import server_variants, start_timed, target_of, variant_config
 from toolkit.client.rest import ManagementClient
 from toolkit.paths import ROOT
+from toolkit.process import free_ports
 from toolkit.server.local import LocalServer
-from toolkit.server.process import free_ports
 
 Log = Callable[[str], None]
 

@@ -38,8 +38,8 @@ from handlers.answers import prediction
 from toolkit.bench.aioclient import Outcome, PostRequest, closed_loop, percentile, post, session
 from toolkit.client.management import all_versions
 from toolkit.paths import BUILD_MODELS, ROOT
+from toolkit.process import free_ports
 from toolkit.server.local import LocalServer
-from toolkit.server.process import free_ports
 
 GROWTH_TARGET_PCT = 5.0
 PROBE_CONCURRENCY = 16

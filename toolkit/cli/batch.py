@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from handlers.answers import prediction
 from toolkit.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -121,17 +122,9 @@ def flatten(chunk: Chunk, answer: Any) -> list[dict]:
     return [{"input": name, "answer": answer} for name in chunk.names]
 
 
-def predicted(answer: Any) -> Any:
-    """The predicted class of one answer, whatever the handler called it (None when it has none)."""
-    if isinstance(answer, dict):
-        for key in ("label", "predicted_label", "predicted", "prediction", "class"):
-            if key in answer:
-                return answer[key]
-    return answer if isinstance(answer, int | str | float) else None
-
-
 def write_results(results: Sequence[dict], path: Path) -> Path:
-    """`.json`: the list of {"input", "answer"} (or "error"); `.csv`: input, predicted, error, answer (JSON)."""
+    """`.json`: the list of {"input", "answer"} (or "error"); `.csv`: input, predicted (the answer's
+    `handlers.answers.prediction`, empty when it has none), error, answer (JSON)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".json":
         path.write_text(json.dumps(list(results), indent=1) + "\n", encoding="utf-8")
@@ -143,6 +136,6 @@ def write_results(results: Sequence[dict], path: Path) -> Path:
         writer.writerow(["input", "predicted", "error", "answer"])
         for row in results:
             answer = row.get("answer")
-            writer.writerow([row["input"], predicted(answer), row.get("error", ""),
+            writer.writerow([row["input"], prediction(answer), row.get("error", ""),
                              "" if answer is None else json.dumps(answer, separators=(",", ":"))])
     return path

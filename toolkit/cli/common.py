@@ -13,6 +13,7 @@ from types import ModuleType
 
 from toolkit.errors import GrpcUnavailableError, ServerBusyError, ServerError, ServerUnreachableError
 from toolkit.paths import KEY_FILE
+from toolkit.torchserve import INVALID_KEY, TOKEN_FAILED
 
 
 def key_file_of(arg: str | None) -> Path:
@@ -29,8 +30,8 @@ def import_grpc() -> ModuleType:
 
 
 def _is_key_refusal(exc: ServerError) -> bool:
-    """TorchServe refused the token: REST says 400 InvalidKeyException, gRPC 403 "Token Authorization failed"."""
-    return exc.kind == "InvalidKeyException" or (exc.status == 403 and exc.message.startswith("Token Authorization"))
+    """TorchServe refused the token: REST says 400 InvalidKeyException, gRPC 403 (PERMISSION_DENIED) TOKEN_FAILED."""
+    return INVALID_KEY.matches(exc.status, exc.kind) or (exc.status == 403 and exc.message.startswith(TOKEN_FAILED))
 
 
 def _hint(exc: Exception, key_file: Path | None, command: str) -> str:

@@ -10,7 +10,9 @@ mode 0600, pretty-printed JSON of this shape::
     }
 
 The inference key opens the inference API (/ping included), the management key the management API;
-neither opens the other. `torchserve --stop` deletes the file.
+neither opens the other. `torchserve --stop` deletes the file. This module is the one home of that shape:
+`read_keys` and `key_expiry` read it (the CLIs, the local server, KubeRay's Secret), `write_keys` writes it
+(toolkit.engines.tokens, for engines without token auth of their own).
 
 Command line: `python -m toolkit.client.auth [--kind inference|management] KEY_FILE` prints one key.
 """
@@ -19,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from toolkit.errors import KeyFileError
@@ -35,6 +39,9 @@ class Keys:
     management: str
 
 
+EXPIRY = "expiration time"  # the key of each key's expiry: an ISO-8601 instant in UTC ("...Z")
+
+
 def _section_key(data: dict, section: str, path: Path) -> str:
     entry = data.get(section)
     key = entry.get("key") if isinstance(entry, dict) else None
@@ -43,12 +50,8 @@ def _section_key(data: dict, section: str, path: Path) -> str:
     return key
 
 
-def read_keys(path: str | Path) -> Keys:
-    """The inference and management keys from a TorchServe `key_file.json`.
-
-    Raises KeyFileError naming the file when it does not exist, is not JSON, or lacks either key.
-    """
-    path = Path(path)
+def _load(path: Path) -> dict:
+    """The key file's JSON object; KeyFileError naming the file when it is missing, unreadable or not one."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -64,10 +67,52 @@ def read_keys(path: str | Path) -> Keys:
         raise KeyFileError(f"malformed key file {path}: not JSON ({exc})") from None
     if not isinstance(data, dict):
         raise KeyFileError(f"malformed key file {path}: top level is not a JSON object")
+    return data
+
+
+def read_keys(path: str | Path) -> Keys:
+    """The inference and management keys from a TorchServe `key_file.json`.
+
+    Raises KeyFileError naming the file when it does not exist, is not JSON, or lacks either key.
+    """
+    path = Path(path)
+    data = _load(path)
     return Keys(
         inference=_section_key(data, "inference", path),
         management=_section_key(data, "management", path),
     )
+
+
+def key_expiry(path: str | Path, kind: str = "inference") -> float | None:
+    """When the `kind` key ("inference" or "management") of a key file expires, in epoch seconds; None when the
+    file names no expiry for it (a key file written by hand, e.g. a Kubernetes Secret). KeyFileError naming the
+    file when it is unreadable, lacks the key, or its expiry is no ISO-8601 instant."""
+    path = Path(path)
+    data = _load(path)
+    _section_key(data, kind, path)
+    stamp = data[kind].get(EXPIRY)
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(str(stamp)).timestamp()
+    except ValueError:
+        raise KeyFileError(f"malformed key file {path}: '{kind}.{EXPIRY}' is not an ISO-8601 time: {stamp!r}") from None
+
+
+def write_keys(path: str | Path, keys: Keys, api_key: str, expires_at_s: float) -> None:
+    """Write `keys` (and the token API's `api_key`) to `path` in TorchServe's key-file shape, both keys expiring
+    at `expires_at_s` (epoch seconds). The file is created with mode 0600 before any key is in it."""
+    path = Path(path)
+    stamp = datetime.fromtimestamp(expires_at_s, UTC).isoformat().replace("+00:00", "Z")
+    data = {
+        "management": {"key": keys.management, EXPIRY: stamp},
+        "inference": {"key": keys.inference, EXPIRY: stamp},
+        "API": {"key": api_key},
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), 0o600)  # an existing file keeps its mode through O_CREAT
+        json.dump(data, out, indent=2)
 
 
 def auth_header(key: str) -> dict[str, str]:

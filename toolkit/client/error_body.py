@@ -9,16 +9,15 @@ prediction refused for lack of room (`is_busy`: a full model queue) becomes the 
 from __future__ import annotations
 
 import json
-import re
 
 from toolkit.errors import ServerBusyError, ServerError
+from toolkit.torchserve import NO_WORKER_PHRASE
 
-# TorchServe 0.12's text for a request its model queue has no room for: 'Model "mnist" has no worker to serve
-# inference request. Please use scale workers API to add workers.' (it sends the same when the model has no
-# worker at all), over REST as 503 ServiceUnavailableException, over gRPC as INTERNAL (500) with
-# InternalServerException (measured on 0.12.0); our Ray Serve ingress says "is busy: its queue is full". A 503
-# for a failed batch ("Prediction failed", InternalServerException) is not busy.
-_BUSY = re.compile(r"has no worker to serve inference request|queue is full|model queue full", re.IGNORECASE)
+# TorchServe 0.12 answers a request its model queue has no room for with its NO_WORKER text (toolkit.torchserve;
+# it sends the same when the model has no worker at all), over REST as 503 ServiceUnavailableException, over
+# gRPC as INTERNAL (500) with InternalServerException (measured on 0.12.0), so the text is what tells; our Ray
+# Serve ingress sends the same answer. A 503 for a failed batch (PREDICTION_FAILED) is not busy.
+_BUSY_TEXT = NO_WORKER_PHRASE.lower()
 
 
 def parse_error_body(body: bytes | str) -> dict | None:
@@ -39,8 +38,8 @@ def parse_error_body(body: bytes | str) -> dict | None:
 
 def is_busy(status: int, message: str) -> bool:
     """Whether an error answer means "no room now, try later": 429 (gRPC RESOURCE_EXHAUSTED), or a 503 (gRPC:
-    500) whose message is TorchServe's (or our Ray ingress's) full-queue text."""
-    return status == 429 or (status in (500, 503) and bool(_BUSY.search(message)))
+    500) whose message is TorchServe's full-queue text (which our Ray ingress sends too)."""
+    return status == 429 or (status in (500, 503) and _BUSY_TEXT in message.lower())
 
 
 def busy_or_same(exc: ServerError) -> ServerError:

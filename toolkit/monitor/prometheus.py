@@ -24,8 +24,8 @@ import yaml
 from toolkit.errors import ToolkitError
 from toolkit.paths import ROOT
 from toolkit.polling import poll_until
+from toolkit.process import Fingerprint, OwnedProcess, check_ports_free, tail
 from toolkit.properties import LOOPBACK
-from toolkit.server.process import alive, check_ports_free, read_pid_file, stop_family, tail
 
 PROMETHEUS_YML = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 JOB = "torchserve"
@@ -164,17 +164,13 @@ class LocalPrometheus:
     def api(self) -> PrometheusApi:
         return PrometheusApi(self.url)
 
+    def owned(self) -> OwnedProcess:
+        """The Prometheus of this run dir as recorded: its pid file's pid, ours while it runs our config file."""
+        return OwnedProcess.from_pid_file(self.pid_file, Fingerprint((f"--config.file={self.config_path}",)))
+
     def process(self) -> psutil.Process | None:
-        """The live Prometheus of this run dir (pid file pid, a prometheus with our config file), or None."""
-        pid = read_pid_file(self.pid_file)
-        if pid is None:
-            return None
-        try:
-            proc = psutil.Process(pid)
-            ours = f"--config.file={self.config_path}" in proc.cmdline()
-        except psutil.Error:
-            return None
-        return proc if ours and alive(proc) else None
+        """The live Prometheus of this run dir, or None."""
+        return self.owned().live()
 
     def start(self) -> LocalPrometheus:
         """Write the config, launch Prometheus in the background (its own session) and wait for /-/ready."""
@@ -208,10 +204,7 @@ class LocalPrometheus:
 
     def stop(self, timeout_s: float = 20.0) -> None:
         """SIGTERM this run dir's Prometheus (by its pid), SIGKILL if it is still there after `timeout_s`."""
-        proc = self.process()
-        if proc is not None:
-            proc.terminate()
-            stop_family([proc], timeout_s)
+        self.owned().stop(timeout_s)
         if self._child is not None:
             self._child.wait(timeout_s)  # reap our own child (no zombie, no ResourceWarning)
             self._child = None

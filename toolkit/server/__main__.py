@@ -20,19 +20,20 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from toolkit.archive.mar import store_archives
 from toolkit.client.management import all_versions
 from toolkit.errors import PortInUseError, ToolkitError, exit_status
 from toolkit.paths import CONFIG_PROPERTIES, MODEL_STORE, RUN_DIR
-from toolkit.server.drain import drain_and_stop
+from toolkit.process import free_ports
+from toolkit.server.drain import DRAIN_DEADLINE_S, DRAIN_QUIET_S, drain_and_stop
 from toolkit.server.local import READY_TIMEOUT_S, LocalServer
-from toolkit.server.process import free_ports
 
 EXIT_NOT_RUNNING = 3
 
 
 def _server_for(args: argparse.Namespace) -> LocalServer:
     store = Path(args.model_store)
-    models = args.models if args.models is not None else sorted(p.name for p in store.glob("*.mar"))
+    models = args.models if args.models is not None else [path.name for path in store_archives(store)]
     return LocalServer(args.run_dir, args.config, store, models, ports=free_ports() if args.free_ports else None)
 
 
@@ -121,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", nargs="*", default=None, help="archives to load (default: every *.mar)")
     parser.add_argument("--free-ports", action="store_true", help="free loopback ports instead of the config's")
     parser.add_argument("--timeout", type=float, default=READY_TIMEOUT_S, help="start: seconds to wait for ready")
-    parser.add_argument("--drain-deadline", type=float, default=30.0, help="stop: seconds to wait for idle")
-    parser.add_argument("--quiet", type=float, default=2.0, help="stop: seconds without activity that mean idle")
+    parser.add_argument("--drain-deadline", type=float, default=DRAIN_DEADLINE_S, help="stop: seconds to wait for idle")
+    parser.add_argument("--quiet", type=float, default=DRAIN_QUIET_S,
+                        help="stop: seconds without activity that mean idle")
     return parser
 
 

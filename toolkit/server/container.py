@@ -27,77 +27,93 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from toolkit.errors import ToolkitError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from toolkit.archive.mar import store_archives
+from toolkit.errors import SettingsError, exit_status
 from toolkit.paths import CONFIG_PROPERTIES, MODEL_STORE
-from toolkit.properties import rewrite_properties
-from toolkit.server.drain import drain_and_stop
+from toolkit.properties import ALL_INTERFACES, LOOPBACK
+from toolkit.server.drain import DRAIN_QUIET_S, drain_and_stop
 from toolkit.server.local import LocalServer
 
 DEFAULT_RUN_DIR = "/app/run"
 DRAIN_MARKER = ".draining"
-ALL_INTERFACES = "0.0.0.0"
+# The container's drain deadline when TS_DRAIN_DEADLINE_S is unset (the Dockerfile and docker-compose.yml set
+# the same value; scripts/image-serve.sh passes its own DRAIN_DEADLINE_S, default the same). Shorter than
+# `make stop`'s (drain.DRAIN_DEADLINE_S): an orchestrator's stop grace period must cover it.
+CONTAINER_DRAIN_DEADLINE_S = 20.0
+CHILD_EXIT_TIMEOUT_S = 30.0  # after the drain: `torchserve --start --foreground` exits once its JVM has
 
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
+class ContainerSettings(BaseModel):
+    """The container's settings, read once from its environment (`from_env`); a value a setting cannot take is
+    refused, never replaced by the default.
+
+    TS_RUN_DIR            run dir (key_file.json, logs/, unpacked models)              default /app/run
+    TS_METRICS_BIND       address of the metrics listener (it has no token)            default 127.0.0.1
+    TS_DRAIN_DEADLINE_S   seconds a SIGTERM waits for queued and running requests      default 20
+    TS_DRAIN_QUIET_S      seconds without activity that mean idle                      default 2
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    run_dir: Path = Field(Path(DEFAULT_RUN_DIR), alias="TS_RUN_DIR")
+    metrics_bind: str = Field(LOOPBACK, alias="TS_METRICS_BIND", min_length=1)
+    drain_deadline_s: float = Field(CONTAINER_DRAIN_DEADLINE_S, alias="TS_DRAIN_DEADLINE_S", ge=0,
+                                    allow_inf_nan=False)
+    drain_quiet_s: float = Field(DRAIN_QUIET_S, alias="TS_DRAIN_QUIET_S", ge=0, allow_inf_nan=False)
+
+    @field_validator("run_dir", mode="before")
+    @classmethod
+    def _a_folder(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("an empty path names no folder")
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ContainerSettings:
+        """The settings `environ` (default: this process's environment) gives; SettingsError naming the first
+        variable whose value is refused, and that value."""
+        values = dict(os.environ if environ is None else environ)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name = str(error["loc"][0])
+            raise SettingsError(f"{name}={values.get(name, '')!r} refused: {error['msg']} "
+                                f"(unset {name} for its default)") from None
 
 
 class ContainerServer(LocalServer):
-    """A LocalServer whose listeners bind every interface of the container (metrics: `metrics_bind`), and
-    which runs TorchServe in the foreground as a child process."""
+    """The LocalServer of the container: listeners on every interface (metrics on `settings.metrics_bind`),
+    TorchServe run in the foreground as a child, and a drain marker that turns the health check unhealthy."""
 
-    def __init__(self, run_dir: str | Path, metrics_bind: str = "127.0.0.1", **kwargs) -> None:
-        super().__init__(run_dir, **kwargs)
-        self.metrics_bind = metrics_bind
+    def __init__(self, settings: ContainerSettings, **kwargs) -> None:
+        super().__init__(settings.run_dir, bind=ALL_INTERFACES, metrics_bind=settings.metrics_bind, **kwargs)
+        self.settings = settings
 
     @property
     def drain_marker(self) -> Path:
         return self.run_dir / DRAIN_MARKER
 
-    def bind_overrides(self) -> dict[str, str]:
-        """config.properties addresses on all interfaces (metrics on `metrics_bind`), same ports."""
-        p = self.ports
-        return {
-            "inference_address": f"http://{ALL_INTERFACES}:{p.inference}",
-            "management_address": f"http://{ALL_INTERFACES}:{p.management}",
-            "metrics_address": f"http://{self.metrics_bind}:{p.metrics}",
-            "grpc_inference_address": ALL_INTERFACES,
-            "grpc_management_address": ALL_INTERFACES,
-        }
-
-    def _prepare(self) -> None:
-        super()._prepare()
-        self.drain_marker.unlink(missing_ok=True)
-        text = rewrite_properties(self.config_path.read_text(encoding="utf-8"), self.bind_overrides())
-        self.config_path.write_text(text, encoding="utf-8")
-
     def start_foreground(self) -> subprocess.Popen:
-        """`torchserve --start --foreground` as a child: it writes the pid file and waits for the JVM.
-        Output goes to this process's stdout (the container log); TorchServe's log files go to logs/."""
-        self._prepare()
-        args = ["--start", "--foreground", "--ncs", "--ts-config", str(self.config_path),
-                "--model-store", str(self.model_store)]
-        if self.models:
-            args += ["--models", *self.models]
-        return subprocess.Popen(self._launcher(*args), cwd=self.run_dir, env=self.env())
+        """Clear an earlier drain marker, then LocalServer.start_foreground."""
+        self.drain_marker.unlink(missing_ok=True)
+        return super().start_foreground()
 
 
-def container_server() -> ContainerServer:
-    """The server of this container, from the environment (TS_RUN_DIR, TS_METRICS_BIND)."""
-    store = MODEL_STORE
+def container_server(settings: ContainerSettings | None = None) -> ContainerServer:
+    """The server of this container: every archive of the model store, with `settings` (default: from the
+    environment)."""
     return ContainerServer(
-        os.environ.get("TS_RUN_DIR", DEFAULT_RUN_DIR),
-        metrics_bind=os.environ.get("TS_METRICS_BIND", "127.0.0.1"),
+        settings or ContainerSettings.from_env(),
         config=CONFIG_PROPERTIES,
-        model_store=store,
-        models=sorted(p.name for p in store.glob("*.mar")),
+        model_store=MODEL_STORE,
+        models=[path.name for path in store_archives(MODEL_STORE)],
     )
 
 
@@ -121,11 +137,11 @@ def serve() -> int:
             print(f"TorchServe exited by itself (exit {child.returncode})\n{server.log_tail()}", file=sys.stderr)
             return child.returncode or 1
         stop.wait(0.5)
-    deadline = _env_float("TS_DRAIN_DEADLINE_S", 20.0)
+    deadline = server.settings.drain_deadline_s
     print(f"signal {received[0]}: draining (deadline {deadline:g} s), then stopping TorchServe", flush=True)
-    report = drain_and_stop(server, deadline, _env_float("TS_DRAIN_QUIET_S", 2.0))
+    report = drain_and_stop(server, deadline, server.settings.drain_quiet_s)
     try:
-        child.wait(timeout=30)
+        child.wait(timeout=CHILD_EXIT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
@@ -151,11 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m toolkit.server.container", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["serve", "health"], nargs="?", default="serve")
     args = parser.parse_args(argv)
-    try:
-        return serve() if args.command == "serve" else health()
-    except ToolkitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return exit_status(serve if args.command == "serve" else health)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,10 @@ from toolkit.errors import KeyFileError, ServerError, ServerUnreachableError
 from toolkit.server.local import LocalServer
 
 UNOBSERVABLE = (KeyFileError, ServerError, ServerUnreachableError, requests.RequestException)
+# `make stop`'s drain (scripts/stop.sh passes its own DRAIN_DEADLINE_S, default the same; the container's
+# deadline is toolkit.server.container.CONTAINER_DRAIN_DEADLINE_S).
+DRAIN_DEADLINE_S = 30.0  # the longest wait for queued and running requests
+DRAIN_QUIET_S = 2.0  # seconds without activity that mean idle
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,9 @@ def wait_idle(
         last = current
 
 
-def drain_and_stop(server: LocalServer, deadline_s: float = 30.0, quiet_s: float = 2.0) -> DrainReport:
+def drain_and_stop(
+    server: LocalServer, deadline_s: float = DRAIN_DEADLINE_S, quiet_s: float = DRAIN_QUIET_S
+) -> DrainReport:
     """Wait until `server` is idle or `deadline_s` passed, then stop it. A server whose state cannot be read
     (no key file, API down) is stopped at once."""
     if not server.is_running():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -18,9 +17,10 @@ from toolkit.client.rest import InferenceClient, ManagementClient
 from toolkit.errors import KeyFileError, ServerAlreadyRunningError, ServerStartError
 from toolkit.paths import CONFIG_PROPERTIES, MODEL_STORE
 from toolkit.polling import poll_until
-from toolkit.properties import Ports, Urls, read_properties
+from toolkit.process import check_ports_free, tail
+from toolkit.properties import LOOPBACK, Ports, Urls, read_properties
 from toolkit.server.health import health_problem
-from toolkit.server.process import check_ports_free, find_java, stop_family, tail
+from toolkit.server.java import find_java
 from toolkit.server.rundir import PID_FILE_NAME, RunDir
 
 __all__ = ["PID_FILE_NAME", "READY_TIMEOUT_S", "LocalServer"]
@@ -35,6 +35,8 @@ class LocalServer(RunDir):
     model_store: directory of .mar files. models: what to load at start, TorchServe `--models` entries
     (`file.mar`, named by its manifest, or `name=file.mar`); empty for none.
     ports: the five listener ports; None (the default, also the CLI's) takes the config's own.
+    bind: the address of the inference and management listeners, metrics_bind that of the metrics one (default
+    `bind`); the URLs the toolkit itself uses are always on 127.0.0.1.
     `with server.running(timeout_s):` starts, waits until ready and stops on exit.
     """
 
@@ -45,12 +47,16 @@ class LocalServer(RunDir):
         model_store: str | Path = MODEL_STORE,
         models: Sequence[str] = (),
         ports: Ports | None = None,
+        bind: str = LOOPBACK,
+        metrics_bind: str | None = None,
     ) -> None:
         super().__init__(run_dir)
         self.config = Path(config).resolve()
         self.model_store = Path(model_store).resolve()
         self.models = list(models)
         self.ports = ports or Ports.from_config(self.config)
+        self.bind = bind
+        self.metrics_bind = metrics_bind or bind
 
     @property
     def urls(self) -> Urls:
@@ -80,9 +86,16 @@ class LocalServer(RunDir):
 
     # -- start --
 
-    def _launcher(self, *args: str) -> list[str]:
-        """The `torchserve` launcher of this interpreter's environment with `args`."""
-        return [sys.executable, "-m", "ts.model_server", *args]
+    def _start_args(self, foreground: bool) -> list[str]:
+        """The launcher's `--start` command for this server; `foreground`: it waits for the JVM."""
+        args = ["--start", *(["--foreground"] if foreground else []), "--ncs", "--ts-config", str(self.config_path),
+                "--model-store", str(self.model_store)]
+        return self.launcher(*args, *(["--models", *self.models] if self.models else []))
+
+    def config_overrides(self) -> dict[str, str]:
+        """The keys of the template config this server replaces: its listeners and model_store."""
+        listeners = self.ports.overrides(bind=self.bind, metrics_bind=self.metrics_bind)
+        return {**listeners, "model_store": str(self.model_store)}
 
     def _prepare(self) -> None:
         """Check java, ports and store; clear files of an earlier run and write the run dir's config."""
@@ -93,24 +106,27 @@ class LocalServer(RunDir):
         if not self.model_store.is_dir():
             raise ServerStartError(f"model store not found: {self.model_store}")
         check_ports_free(self.ports.all())
-        self.prepare(self.config, self.ports, self.model_store)
+        self.prepare(self.config, self.config_overrides())
 
     def start(self) -> LocalServer:
         """Launch TorchServe in the background (returns once the JVM is spawned; see wait_ready)."""
         self._prepare()
-        args = ["--start", "--ncs", "--ts-config", str(self.config_path), "--model-store", str(self.model_store)]
-        if self.models:
-            args += ["--models", *self.models]
         with open(self.log_dir / "stdout.log", "ab") as out:
             done = subprocess.run(
-                self._launcher(*args), cwd=self.run_dir, env=self.env(), stdout=out, stderr=subprocess.STDOUT,
-                timeout=120, check=False,
+                self._start_args(foreground=False), cwd=self.run_dir, env=self.env(), stdout=out,
+                stderr=subprocess.STDOUT, timeout=120, check=False,
             )
         if done.returncode != 0 or self.frontend_pid is None:
             raise ServerStartError(
                 f"torchserve --start failed (exit {done.returncode})\n{tail(self.log_dir / 'stdout.log', 20)}"
             )
         return self
+
+    def start_foreground(self) -> subprocess.Popen:
+        """`torchserve --start --foreground` as a child: it writes the pid file and waits for the JVM. Output goes
+        to this process's stdout; TorchServe's log files go to logs/."""
+        self._prepare()
+        return subprocess.Popen(self._start_args(foreground=True), cwd=self.run_dir, env=self.env())
 
     # -- readiness --
 
@@ -140,17 +156,9 @@ class LocalServer(RunDir):
     # -- stop --
 
     def stop(self, timeout_s: float = 60.0) -> None:
-        """Stop this run dir's server: `torchserve --stop` (same TMPDIR/cwd), wait for the frontend to
-        exit, then terminate/kill by pid only what is still alive of the frontend and its workers."""
-        proc = self.frontend()
-        if proc is not None:
-            family = [proc, *proc.children(recursive=True)]
-            with contextlib.suppress(subprocess.TimeoutExpired):  # escalation below handles a stuck launcher
-                subprocess.run(
-                    self._launcher("--stop"), cwd=self.run_dir, env=self.env(), capture_output=True, timeout=60,
-                    check=False,
-                )
-            stop_family(family, timeout_s)
+        """Stop this run dir's server: `torchserve --stop` (same TMPDIR/cwd), wait `timeout_s` for the frontend
+        and its workers to exit, then terminate/kill by pid what is still alive of them."""
+        if self.owned_frontend().stop(timeout_s, ask=lambda _frontend: self.launcher_stop()):
             self.key_file.unlink(missing_ok=True)
         self.pid_file.unlink(missing_ok=True)
 

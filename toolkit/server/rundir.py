@@ -1,4 +1,4 @@
-"""The files of one TorchServe run directory, and the frontend process that belongs to it.
+"""The files of one TorchServe run directory, the frontend process that belongs to it, and its launcher.
 
     <run_dir>/config.properties    the template config with addresses, ports, model_store (and relative
                                    metrics_config and log4j2 paths, made absolute) replaced
@@ -11,15 +11,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import psutil
 
 from toolkit.paths import KEY_FILE_NAME, ROOT
-from toolkit.properties import Ports, read_properties, rewrite_properties, rooted_paths
-from toolkit.server.process import alive, read_pid_file, tail
+from toolkit.process import Fingerprint, OwnedProcess, read_pid_file, tail
+from toolkit.properties import read_properties, rewrite_properties, rooted_paths
 
 PID_FILE_NAME = ".model_server.pid"
 FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
@@ -53,18 +56,14 @@ class RunDir:
         """The pid in the run dir's pid file, None when there is none."""
         return read_pid_file(self.pid_file)
 
+    def owned_frontend(self) -> OwnedProcess:
+        """The frontend as recorded: the pid file's pid, which is ours only while it is a ModelServer JVM whose
+        working directory is this run dir (a stale pid file, or a pid reused by another process, is not)."""
+        return OwnedProcess.from_pid_file(self.pid_file, Fingerprint((FRONTEND_CLASS,), cwd=self.run_dir))
+
     def frontend(self) -> psutil.Process | None:
-        """The live TorchServe frontend of this run dir: the pid file's pid, a ModelServer JVM, cwd = run dir
-        (a stale pid file, or a pid reused by another process, gives None)."""
-        pid = self.frontend_pid
-        if pid is None:
-            return None
-        try:
-            proc = psutil.Process(pid)
-            ours = FRONTEND_CLASS in proc.cmdline() and Path(proc.cwd()).resolve() == self.run_dir
-        except psutil.Error:
-            return None
-        return proc if ours and alive(proc) else None
+        """The live TorchServe frontend of this run dir, None when none runs."""
+        return self.owned_frontend().live()
 
     def running_pid(self) -> int | None:
         """The frontend pid while this run dir's server is alive, else None."""
@@ -91,12 +90,25 @@ class RunDir:
         )
         return env
 
-    def prepare(self, template: Path, ports: Ports, model_store: Path) -> None:
+    def launcher(self, *args: str) -> list[str]:
+        """The `torchserve` launcher of this interpreter's environment with `args` (run it with cwd = run dir and
+        `env()`)."""
+        return [sys.executable, "-m", "ts.model_server", *args]
+
+    def launcher_stop(self, timeout_s: float = 60.0) -> None:
+        """`torchserve --stop` for this run dir's server (it reads the pid file from TMPDIR = run dir); a launcher
+        stuck past `timeout_s` is left to the caller's escalation by pid."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(self.launcher("--stop"), cwd=self.run_dir, env=self.env(), capture_output=True,
+                           timeout=timeout_s, check=False)
+
+    def prepare(self, template: Path, overrides: dict[str, str]) -> None:
         """Clear what an earlier run left (key file, unpacked archives) and write this run's config: the template
-        with addresses, ports and model_store replaced, and its relative `metrics_config` and log4j2 file made
-        absolute against the project root (`rooted_paths`: they would be resolved against the run dir)."""
+        with the keys of `overrides` replaced (listeners, model_store), and its relative `metrics_config` and
+        log4j2 file made absolute against the project root (`rooted_paths`: they would be resolved against the
+        run dir)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.key_file.unlink(missing_ok=True)  # a stale one would be read before the new one is written
         shutil.rmtree(self.run_dir / "models", ignore_errors=True)
-        overrides = {**ports.overrides(model_store), **rooted_paths(read_properties(template), ROOT)}
+        overrides = {**overrides, **rooted_paths(read_properties(template), ROOT)}
         self.config_path.write_text(rewrite_properties(template.read_text(encoding="utf-8"), overrides), "utf-8")

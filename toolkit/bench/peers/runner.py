@@ -42,8 +42,8 @@ from toolkit.bench.results import PeerCell, PeerFailure, PeerRun
 from toolkit.engines.ray.cluster import LocalRayCluster
 from toolkit.paths import ROOT
 from toolkit.polling import poll_until
+from toolkit.process import free_ports, stop_family
 from toolkit.server.local import LocalServer
-from toolkit.server.process import free_ports, stop_family
 
 Log = Callable[[str], None]
 Starter = Callable[[], contextlib.AbstractContextManager["Running"]]

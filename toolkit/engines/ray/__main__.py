@@ -22,7 +22,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from toolkit.engines.ray.cluster import LocalRayCluster
+from toolkit.archive.mar import store_archives
+from toolkit.engines.ray.cluster import HTTP_PORT, LocalRayCluster
 from toolkit.engines.ray.serving import deploy, replica_actors, replicas, undeploy
 from toolkit.errors import ServerStartError, exit_status
 from toolkit.paths import KEY_FILE_NAME, MODEL_STORE, ROOT
@@ -34,7 +35,7 @@ EXIT_NOT_RUNNING = 3
 def cmd_start(args: argparse.Namespace) -> int:
     cluster = LocalRayCluster(args.run_dir)
     store = Path(args.model_store)
-    archives = [store / name for name in args.archives] if args.archives else sorted(store.glob("*.mar"))
+    archives = store_archives(store, args.archives or None)
     if not archives:  # before any node starts
         raise ServerStartError(f"no archives to deploy in {store} (run `make archive` first)")
     external = os.environ.get("RAY_ADDRESS")
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--archives", nargs="*", help="archive file names to deploy (default: every *.mar)")
     parser.add_argument("--ips", nargs="+", default=["127.0.0.2", "127.0.0.3"], help="node addresses, head first")
     parser.add_argument("--cpus-per-node", type=int, default=1, help="logical CPUs of each node")
-    parser.add_argument("--http-port", type=int, default=8000, help="Serve's HTTP proxy port on 127.0.0.1")
+    parser.add_argument("--http-port", type=int, default=HTTP_PORT, help="Serve's HTTP proxy port on 127.0.0.1")
     parser.add_argument("--base-port", type=int, default=6379, help="first of the fixed ports the nodes bind")
     parser.add_argument("--free-ports", action="store_true", help="a free block of ports instead of --base-port")
     parser.add_argument("--json", action="store_true", help="status: the report as JSON")

@@ -21,18 +21,15 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import psutil
-
 from toolkit.errors import ServerStartError
 from toolkit.polling import poll_until
-from toolkit.server.process import alive, bindable, stop_family, tail
+from toolkit.process import Fingerprint, OwnedProcess, port_block, tail
 
 READY_LINE = "This command will now block forever"
 NODE_START_TIMEOUT_S = 90.0
@@ -45,6 +42,9 @@ NODE_PORT_NAMES = (
 )
 HEAD_PORT_NAMES = ("port", "ray-client-server-port", "dashboard-port")
 OBJECT_STORE_BYTES = 200_000_000  # per node: archives and requests are small; the default takes 30 % of RAM
+# Serve's HTTP proxy port on 127.0.0.1 (TorchServe's inference API there); scripts/ray_serve.sh passes its own
+# RAY_HTTP_PORT, default the same.
+HTTP_PORT = 8000
 
 
 @dataclass
@@ -57,6 +57,10 @@ class Node:
     ports: dict[str, int]
     pid: int | None = None
 
+    def owned(self) -> OwnedProcess:
+        """Its `ray start` process as recorded: the pid, ours while its command line names the node's address."""
+        return OwnedProcess(self.pid, Fingerprint((self.ip,)))
+
     def start_args(self, head_address: str, num_cpus: int, temp_dir: str) -> list[str]:
         """`ray start` arguments of this node."""
         args = ["--block", "--node-ip-address", self.ip, "--num-cpus", str(num_cpus), "--temp-dir", temp_dir,
@@ -65,17 +69,6 @@ class Node:
         for name, port in self.ports.items():
             args += [f"--{name}", str(port)]
         return args
-
-
-def port_block(count: int, start: int = 20000, stop: int = 32000) -> list[int]:
-    """`count` consecutive ports, all bindable on 127.0.0.1 now, at a random place in [start, stop)."""
-    rng = secrets.SystemRandom()
-    for _ in range(200):
-        first = rng.randrange(start, stop - count)
-        block = list(range(first, first + count))
-        if all(bindable(port) for port in block):
-            return block
-    raise ServerStartError(f"no block of {count} free loopback ports in {start}..{stop}")
 
 
 def plan_nodes(ips: list[str], base_port: int | None = None) -> list[Node]:
@@ -101,7 +94,7 @@ class ClusterState:
     nodes: list[Node]
     temp_dir: str
     num_cpus: int
-    http_port: int = 8000
+    http_port: int = HTTP_PORT
     extra: dict = field(default_factory=dict)
 
     @property
@@ -149,12 +142,12 @@ class LocalRayCluster:
     def alive_nodes(self) -> list[Node]:
         """The recorded nodes whose `ray start` process still runs."""
         state = self.state()
-        return [node for node in (state.nodes if state else []) if _node_process(node) is not None]
+        return [node for node in (state.nodes if state else []) if node.owned().live() is not None]
 
     # -- start / stop --
 
     def start(
-        self, ips: list[str], num_cpus: int = 1, base_port: int | None = None, http_port: int = 8000
+        self, ips: list[str], num_cpus: int = 1, base_port: int | None = None, http_port: int = HTTP_PORT
     ) -> ClusterState:
         """Start the head on `ips[0]`, then each other node on its own address; return the recorded state."""
         if self.alive_nodes():
@@ -198,12 +191,7 @@ class LocalRayCluster:
 
     def _stop_nodes(self, state: ClusterState) -> None:
         for node in reversed(state.nodes):
-            proc = _node_process(node)
-            if proc is None:
-                continue
-            family = [proc, *proc.children(recursive=True)]
-            proc.send_signal(signal.SIGTERM)
-            stop_family(family, DRAIN_TIMEOUT_S + 30)
+            node.owned().stop(DRAIN_TIMEOUT_S + 30)  # SIGTERM: the node drains, then stops its processes
         shutil.rmtree(state.temp_dir, ignore_errors=True)
 
 
@@ -212,15 +200,3 @@ def _ready(log: Path) -> bool:
         return READY_LINE in log.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-
-
-def _node_process(node: Node) -> psutil.Process | None:
-    """The live `ray start` process of a node (its pid, and its command line names the node's address)."""
-    if node.pid is None:
-        return None
-    try:
-        proc = psutil.Process(node.pid)
-        ours = node.ip in proc.cmdline()
-    except psutil.Error:
-        return None
-    return proc if ours and alive(proc) else None

@@ -7,8 +7,8 @@
                    handler metrics go to Ray's metrics (toolkit.engines.ray.metrics).
     Ingress        the HTTP front on Ray's proxy: `POST /predictions/<model>[/<version>]`, `GET /ping`,
                    TorchServe's bearer tokens (a missing or wrong token is refused with TorchServe's 400
-                   InvalidKeyException body), TorchServe's 404 bodies, and 503 + Retry-After when a model's
-                   queue (`max_queued_requests`) is full.
+                   InvalidKeyException body), TorchServe's 404 bodies, and TorchServe's 503 (with Retry-After)
+                   when a model's queue (`max_queued_requests`) is full: the answers of toolkit.torchserve.
 """
 
 from __future__ import annotations
@@ -27,9 +27,14 @@ from starlette.responses import Response
 
 from toolkit.archive.worker import Answer, ArchiveWorker, Request
 from toolkit.engines.ray.metrics import RaySink
-
-TOKEN_FAILED = "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
-RETRY_AFTER_S = 1
+from toolkit.torchserve import (
+    INVALID_KEY,
+    MODEL_NOT_FOUND,
+    NO_WORKER,
+    RESOURCE_NOT_FOUND,
+    VERSION_NOT_FOUND,
+    FrontendError,
+)
 
 
 def _device(gpu_ids: list[int]) -> int | None:
@@ -59,10 +64,10 @@ class ArchiveModel:
         return await self.batch(request)
 
 
-def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    """TorchServe's error body `{"code", "type", "message"}`."""
-    body = json.dumps({"code": status, "type": kind, "message": message})
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
+def _refuse(error: FrontendError, **fields: str) -> Response:
+    """TorchServe's answer `error`, its message filled with `fields`."""
+    return Response(error.body(**fields), status_code=error.status, media_type="application/json",
+                    headers=error.headers())
 
 
 class Ingress:
@@ -91,22 +96,21 @@ class Ingress:
         """The deployment of `/predictions/<name>[/<version>]`, or TorchServe's 404 answer."""
         name = parts[1] if len(parts) > 1 else ""
         if name not in self.defaults:
-            return _error(404, "ModelNotFoundException", f"Model not found: {name}")
+            return _refuse(MODEL_NOT_FOUND, model=name)
         version = parts[2] if len(parts) > 2 else self.defaults[name]
         handle = self.routes[name].get(version)
         if handle is None:
-            message = f"Model version: {version} does not exist for model: {name}"
-            return _error(404, "ModelVersionNotFoundException", message)
+            return _refuse(VERSION_NOT_FOUND, model=name, version=version)
         return handle
 
     async def __call__(self, request: HttpRequest) -> Response:
         if not self._authorized(request):
-            return _error(400, "InvalidKeyException", TOKEN_FAILED)
+            return _refuse(INVALID_KEY)
         parts = [p for p in request.url.path.split("/") if p]
         if request.method == "GET" and parts == ["ping"]:
             return Response(json.dumps({"status": "Healthy"}), media_type="application/json")
         if request.method not in ("POST", "PUT") or not parts or parts[0] != "predictions" or len(parts) > 3:
-            return _error(404, "ResourceNotFoundException", f"Requested resource is not found: {request.url.path}")
+            return _refuse(RESOURCE_NOT_FOUND)
         target = self._handle(parts)
         if isinstance(target, Response):
             return target
@@ -116,6 +120,5 @@ class Ingress:
         try:
             answer: Answer = await target.remote(forward)
         except BackPressureError:
-            return _error(503, "ServiceUnavailableException", f"Model {parts[1]} is busy: its queue is full",
-                          {"Retry-After": str(RETRY_AFTER_S)})
+            return _refuse(NO_WORKER, model=parts[1])
         return Response(answer.body, status_code=answer.status, media_type=answer.content_type, headers=answer.headers)

@@ -11,8 +11,8 @@ from toolkit.errors import JavaNotFoundError, PortInUseError
 from toolkit.paths import CONFIG_PROPERTIES
 from toolkit.server import __main__ as server_cli
 from toolkit.server import local
+from toolkit.server.java import JAVA_INSTALL, JAVA_MISSING, find_java
 from toolkit.server.local import LocalServer
-from toolkit.server.process import JAVA_INSTALL, JAVA_MISSING, find_java
 
 
 def test_missing_java_is_reported_with_how_to_install_it(
