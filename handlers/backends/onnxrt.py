@@ -12,8 +12,8 @@ from handlers.errors import ModelConfigError
 
 class OnnxBackend:
     """An ONNX Runtime session: CUDA provider on the worker's GPU when available, else CPU. Inputs are fed in the
-    graph's input order; the outputs come back as one tensor for a one-output graph, else a dict by the graph's
-    output names."""
+    graph's input order; the outputs come back as one tensor for a graph whose only output is `output`, else as
+    a dict by the graph's output names."""
 
     name = "onnxruntime"
 
@@ -34,10 +34,13 @@ class OnnxBackend:
         self.output_names = [node.name for node in self.session.get_outputs()]
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
-        """The model's outputs: one tensor for a one-output graph, else a dict by the graph's output names."""
+        """The model's outputs: one tensor for a graph whose one output is named `output` (a tensor-returning
+        module's, as `toolkit.export` names it), else a dict by the graph's output names."""
         feed = {name: tensor.detach().cpu().numpy() for name, tensor in zip(self.input_names, inputs, strict=True)}
         outputs = [torch.from_numpy(array) for array in self.session.run(None, feed)]
-        return outputs[0] if len(outputs) == 1 else dict(zip(self.output_names, outputs, strict=True))
+        if self.output_names == ["output"]:
+            return outputs[0]
+        return dict(zip(self.output_names, outputs, strict=True))
 
 
 def describe_session_error(path: Path, exc: Exception) -> str:

@@ -36,12 +36,14 @@ class Format(enum.StrEnum):
 
 @contextmanager
 def torch_internal_warnings_ignored() -> Iterator[None]:
-    """Silence two warnings torch 2.13 emits from its own internals while exporting (nothing the user can act
-    on): the torch.jit DeprecationWarning of torch.utils.mkldnn (imported by Inductor), and the pytree
-    `LeafSpec` FutureWarning of its decompositions."""
+    """Silence the warnings torch 2.13 emits from its own internals while exporting (nothing the user can act
+    on): the torch.jit DeprecationWarning of torch.utils.mkldnn (imported by Inductor), the pytree `LeafSpec`
+    FutureWarning of its decompositions, and torch.onnx's note that inputs sharing the batch dimension share its
+    name."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=JIT_DEPRECATED, category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=r".*The axis name: \w+ will not be used", category=UserWarning)
         yield
 
 

@@ -72,6 +72,8 @@ def build_model(spec: str, checkpoint: Path | None) -> nn.Module:
             model = load_weights(model, read_checkpoint(checkpoint), f"--checkpoint {checkpoint.name}")
     except ModelConfigError as exc:
         raise ExportUsageError(str(exc)) from None
+    except ExportUsageError:
+        raise
     except Exception as exc:  # the user's factory failed: its error, in one line
         raise ExportUsageError(f"--model {spec}: the factory raised {type(exc).__name__}: {exc}") from None
     return model.eval()
