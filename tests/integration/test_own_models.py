@@ -168,3 +168,26 @@ def test_an_archive_without_samples_is_refused_unless_the_yaml_says_so(tmp_path,
 
 def test_the_test_models_file_is_what_eager_archives_pack():
     assert MODELS_FILE.name == "own_models.py" and "import torch" in MODELS_FILE.read_text()
+
+
+@pytest.mark.slow
+def test_the_open_inference_protocol_answers_the_extra_outputs_too(tmp_path):
+    mar = build(write_yaml("two_heads_oip", "two_heads", exported("two_heads", "exported"), tmp_path),
+                tmp_path / "store")
+    rows = client_inputs("two_heads", 3, seed=4)
+    body = {"inputs": [{"name": "features", "shape": [3, 30], "datatype": "FP32", "data": rows.ravel().tolist()}]}
+    asking = {**body, "outputs": [{"name": "embedding"}, {"name": "predicted_label"}]}
+    worker = ArchiveWorker.from_mar(mar, tmp_path / "work")
+    try:
+        answers = worker.handle([Request(json.dumps(b).encode(), "application/json", {"explain": "False"})
+                                 for b in (body, asking, {**body, "outputs": [{"name": "hidden"}]})])
+    finally:
+        worker.close()
+    every, asked, unknown = (answer.json() for answer in answers)
+    assert [out["name"] for out in every["outputs"]] == ["probabilities", "predicted_label", "embedding"]
+    assert [out["name"] for out in asked["outputs"]] == ["embedding", "predicted_label"]
+    embedding = asked["outputs"][0]
+    assert (embedding["shape"], embedding["datatype"]) == ([3, 8], "FP32")
+    np.testing.assert_allclose(np.reshape(embedding["data"], (3, 8)),
+                               eager_outputs("two_heads", rows)["embedding"].numpy(), atol=1e-5)
+    assert answers[2].status == 400 and "unknown output 'hidden'" in unknown["error"]
