@@ -5,8 +5,9 @@
 
 prints one JSON object:
 - `forward`: images/s of `backend(batch)` (the exact call a handler makes) per (threads, batch size), median of
-  3 timed runs on a random (B, 1, 28, 28) batch, for each export of the model beside `--model-file`
-  (`<stem>.pt`, `<stem>.onnx`, `<stem>_aoti.pt2`, `<stem>_exported.pt2`, as `make models` writes them):
+  3 timed runs (taken in rounds over every backend) on a random (B, 1, 28, 28) batch, for each export of the
+  model beside `--model-file` (`<stem>.pt`, `<stem>.onnx`, `<stem>_aoti.pt2`, `<stem>_exported.pt2`, as
+  `make models` writes them):
   `"aotinductor"` (the AOTInductor package), `"exported"` (the ExportedProgram's module), `"torchscript"` (on the
   CPU the module frozen + optimize_for_inference), `"scripted"` (the plain scripted module) and `"onnxruntime"`;
   `"served": true` marks the one the `--mar` archive serves (by what its model file is), so the bench shows which
@@ -88,11 +89,8 @@ def served_kind(mar: Path | None) -> str:
         return SERVED_KIND.get(identify(Path(archive.extract(serialized, tmp))).kind, "unknown")
 
 
-def forward_row(kind: str, forward: Callable[[torch.Tensor], torch.Tensor], threads: int, batch_size: int,
-                seconds: float) -> ForwardRow:
-    """Images/s of `forward` on a random (batch_size, 1, 28, 28) batch: the median of REPEATS timed runs."""
-    batch = torch.randn(batch_size, 1, 28, 28)
-    runs = [rate(lambda: forward(batch), seconds) for _ in range(REPEATS)]
+def forward_row(kind: str, threads: int, batch_size: int, runs: Sequence[tuple[int, float]]) -> ForwardRow:
+    """The row of one (kind, batch size) from its timed runs ((calls, elapsed s) each): the median images/s."""
     per_s = sorted(calls * batch_size / elapsed for calls, elapsed in runs)
     median = per_s[len(per_s) // 2]
     return ForwardRow(forward=kind, threads=threads, batch_size=batch_size, images_per_s=round(median, 1),
@@ -100,11 +98,19 @@ def forward_row(kind: str, forward: Callable[[torch.Tensor], torch.Tensor], thre
 
 
 def forward_throughput(model_file: Path, batch_sizes: Sequence[int], threads: int, seconds: float) -> list[ForwardRow]:
-    """Images/s and ms per batch of the bare forward of every kind of `forward_calls` at each batch size,
-    with `threads` intra-op threads."""
+    """Images/s and ms per batch of the bare forward of every kind of `forward_calls` at each batch size, on a
+    random (B, 1, 28, 28) batch with `threads` intra-op threads. The REPEATS timed runs of a cell are taken in
+    rounds over every cell, so that a burst of load from other processes on a shared machine falls on every
+    backend alike instead of on the one being measured."""
     torch.set_num_threads(threads)
-    return [forward_row(kind, forward, threads, batch_size, seconds)
-            for kind, forward in forward_calls(model_file, threads).items() for batch_size in batch_sizes]
+    calls = forward_calls(model_file, threads)
+    batches = {size: torch.randn(size, 1, 28, 28) for size in batch_sizes}
+    cells = [(kind, size) for kind in calls for size in batch_sizes]
+    runs: dict[tuple[str, int], list[tuple[int, float]]] = {cell: [] for cell in cells}
+    for _ in range(REPEATS):
+        for kind, size in cells:
+            runs[kind, size].append(rate(lambda k=kind, b=size: calls[k](batches[b]), seconds))
+    return [forward_row(kind, threads, size, runs[kind, size]) for kind, size in cells]
 
 
 def archive_worker(mar: Path, into: Path, threads: int) -> ArchiveWorker:
