@@ -112,8 +112,9 @@ def refusal(model_file: ModelFile) -> str:
     if not model_file.path.is_file():
         return f"model file {name} does not exist"
     if model_file.kind is ModelKind.STATE_DICT:
-        return (f"model file {name} is a state_dict (weights without the model's code), not a model: {EXPORT_HINT} "
-                f"--checkpoint {name}, or serve it eagerly with archive.model_source and handler.model_factory")
+        return (f"model file {name} is a state_dict (weights without the model's code), not a model: export it "
+                f"with `python -m toolkit.export --model your_model.py:FACTORY --checkpoint {name} --format aoti` "
+                "(docs/export.md), or serve it eagerly with archive.model_source and handler.model_factory")
     if model_file.kind is ModelKind.EAGER_PICKLE:
         return (f"model file {name} is an eager pickle of a whole module{detail} (torch.save(model)), which cannot "
                 "be loaded without running its code: save model.state_dict() instead and " + EXPORT_HINT)

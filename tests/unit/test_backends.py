@@ -153,10 +153,10 @@ def test_a_state_dict_without_its_source_is_refused_with_what_it_is_and_what_to_
     torch.save(Pickled().state_dict(), tmp_path / "model.pt")
     with pytest.raises(ModelConfigError) as info:
         load_backend(tmp_path / "model.pt", CPU, 1)
-    assert str(info.value).startswith("model file model.pt is a state_dict (weights without the model's code), "
-                                      "not a model: export it with `python -m toolkit.export --model")
-    assert "--checkpoint model.pt, or serve it eagerly with archive.model_source and handler.model_factory" in (
-        str(info.value))
+    assert str(info.value) == ("model file model.pt is a state_dict (weights without the model's code), not a "
+                               "model: export it with `python -m toolkit.export --model your_model.py:FACTORY "
+                               "--checkpoint model.pt --format aoti` (docs/export.md), or serve it eagerly with "
+                               "archive.model_source and handler.model_factory")
 
 
 def test_a_state_dict_in_torch_save_legacy_format_is_recognised(tmp_path):
