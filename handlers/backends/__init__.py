@@ -27,8 +27,9 @@ import torch
 from handlers.backends.aoti import AotiBackend, check_aoti_device
 from handlers.backends.module import ModuleBackend, exported_module, module_backend
 from handlers.backends.onnxrt import OnnxBackend
+from handlers.backends.quiet import jit_deprecation_ignored
 from handlers.backends.sniff import ModelFile, ModelKind, identify
-from handlers.backends.torchscript import TorchScriptBackend, jit_deprecation_ignored, optimize_torchscript
+from handlers.backends.torchscript import TorchScriptBackend, optimize_torchscript
 from handlers.config import CompileSettings, ModelYaml
 from handlers.errors import ModelConfigError
 

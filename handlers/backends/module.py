@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from handlers.backends.torchscript import jit_deprecation_ignored
+from handlers.backends.quiet import torch_internal_warnings_ignored
 from handlers.config import CompileSettings
 from handlers.errors import ModelConfigError
 
@@ -40,14 +40,16 @@ class CompiledBackend(ModuleBackend):
             raise ModelConfigError(f"pt2.compile.backend = {settings.backend!r}: not a torch.compile backend of this "
                                    f"torch; available: {', '.join(sorted(known))}")
         options = settings.model_dump(exclude={"enable"}, exclude_none=True)
-        super().__init__(torch.compile(module, **options), device, f"{name} + torch.compile({settings.backend})")
+        with torch_internal_warnings_ignored():  # torch.compile imports Inductor, which imports torch.utils.mkldnn
+            compiled = torch.compile(module, **options)
+        super().__init__(compiled, device, f"{name} + torch.compile({settings.backend})")
         self.warmed = False
 
     def __call__(self, *inputs: torch.Tensor) -> object:
         if self.warmed:
             return super().__call__(*inputs)
         try:
-            with jit_deprecation_ignored():  # Inductor imports torch.utils.mkldnn, which still uses torch.jit
+            with torch_internal_warnings_ignored():
                 outputs = super().__call__(*inputs)
                 super().__call__(*(torch.cat([tensor, tensor]) for tensor in inputs))
         except Exception as exc:

@@ -4,24 +4,13 @@ call with its DeprecationWarning silenced."""
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-JIT_DEPRECATED = r"`torch\.jit\.\w+` is deprecated"
+from handlers.backends.quiet import JIT_DEPRECATED, jit_deprecation_ignored
 
-
-@contextmanager
-def jit_deprecation_ignored() -> Iterator[None]:
-    """Silence only torch's "`torch.jit.*` is deprecated" DeprecationWarning inside the block: torch emits it for
-    our TorchScript path, and for its own modules that still define ScriptModules (torch.utils.mkldnn, imported
-    when Inductor compiles)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=JIT_DEPRECATED, category=DeprecationWarning)
-        yield
+__all__ = ["JIT_DEPRECATED", "TorchScriptBackend", "jit_deprecation_ignored", "optimize_torchscript"]
 
 
 def optimize_torchscript(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:

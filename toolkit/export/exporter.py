@@ -14,10 +14,11 @@ import torch
 from torch import nn
 
 from handlers.backends import ModelKind, identify, load_backend
+from handlers.backends.quiet import torch_internal_warnings_ignored
 from handlers.outputs import name_outputs
 from toolkit.export.diagnose import explain
 from toolkit.export.errors import ExportFailedError, ExportUsageError
-from toolkit.export.formats import EXPORT_BATCH, WRITERS, Format, torch_internal_warnings_ignored
+from toolkit.export.formats import EXPORT_BATCH, WRITERS, Format
 from toolkit.export.inputs import InputSpec, random_batch
 
 CHECK_BATCHES = (1, 8)

@@ -12,15 +12,13 @@ Each writer returns the files it wrote. Exceptions are torch's own; `toolkit.exp
 from __future__ import annotations
 
 import enum
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from handlers.backends.torchscript import JIT_DEPRECATED
+from handlers.backends.quiet import torch_internal_warnings_ignored
 from toolkit.export.torchscript import ONNX_OPSET, save_torchscript, to_torchscript
 
 EXPORT_BATCH = 2  # the example batch size: torch.export specialises sizes 0 and 1
@@ -32,19 +30,6 @@ class Format(enum.StrEnum):
     EXPORTED = "exported"
     TORCHSCRIPT = "torchscript"
     ONNX = "onnx"
-
-
-@contextmanager
-def torch_internal_warnings_ignored() -> Iterator[None]:
-    """Silence the warnings torch 2.13 emits from its own internals while exporting (nothing the user can act
-    on): the torch.jit DeprecationWarning of torch.utils.mkldnn (imported by Inductor), the pytree `LeafSpec`
-    FutureWarning of its decompositions, and torch.onnx's note that inputs sharing the batch dimension share its
-    name."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=JIT_DEPRECATED, category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
-        warnings.filterwarnings("ignore", message=r".*The axis name: \w+ will not be used", category=UserWarning)
-        yield
 
 
 def dynamic_batch(count: int) -> tuple[dict[int, torch.export.Dim], ...]:
