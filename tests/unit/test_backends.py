@@ -4,6 +4,8 @@ with the same answers; files no backend serves refused with what they are and wh
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -26,6 +28,7 @@ from handlers.backends import (
 )
 from handlers.config import CompileSettings
 from handlers.errors import ModelConfigError
+from tests.conftest import ROOT
 from tests.unit.conftest import save_scripted
 from toolkit.export.formats import write_onnx
 
@@ -260,3 +263,18 @@ def test_an_onnx_model_without_its_external_data_names_the_missing_file(tmp_path
     with pytest.raises(ModelConfigError, match=r"model file m.onnx: its weights are in an external data file that is "
                                                r"not beside it .*; keep m.onnx.data next to m.onnx"):
         load_backend(tmp_path / "m.onnx", CPU, 1)
+
+
+def test_torch_compile_with_inductor_is_set_up_without_a_torch_jit_warning(tmp_path):
+    """In a fresh interpreter (torch imports torch.utils.mkldnn once per process) with every warning an error:
+    torch.compile's Inductor set-up imports it, and its torch.jit DeprecationWarning must stay inside torch."""
+    exported_program(tmp_path / "m.pt2", Pickled())
+    script = (f"import torch, warnings; from pathlib import Path; from handlers.backends import LoadOptions, "
+              f"load_backend; from handlers.config import CompileSettings; "
+              f"warnings.filterwarnings('ignore', message='unclosed file', category=ResourceWarning); "
+              f"backend = load_backend(Path({str(tmp_path / 'm.pt2')!r}), torch.device('cpu'), 1, "
+              f"LoadOptions(compile=CompileSettings(enable=True))); print(backend.name)")
+    done = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("exported + torch.compile(inductor)")
