@@ -12,7 +12,8 @@ answer per request, in order). Client mistakes become a per-request 4xx; they ne
     tabular.py         TabularClassifier                classification.py  what the classifiers share
     answers.py         the answer schemas and where each keeps its prediction (torch-free)
     decoding.py        raw request bodies -> Python values (JSON, .npy, base64)
-    backends.py        the model file -> a backend (TorchScript, ONNX Runtime) on the worker's device
+    backends/          the model file -> a backend on the worker's device, chosen by what the file is (AOTInductor,
+                       ExportedProgram, TorchScript, ONNX Runtime, eager)
     config.py          the model YAML schema, used by `make archive` and by the worker at start
     errors.py          client errors with their HTTP status; ModelConfigError
     manifest.py        the archive manifest's facts (the default version)

@@ -35,7 +35,7 @@ import torch
 from pydantic import BaseModel
 from ts.torch_handler.base_handler import BaseHandler
 
-from handlers.backends import Backend, load_backend
+from handlers.backends import Backend, load_archive_model
 from handlers.config import ModelYaml, parse_options, worker_config
 from handlers.errors import ClientError, ModelConfigError, PayloadTooLarge
 from handlers.manifest import model_version
@@ -148,7 +148,7 @@ class ServingHandler(BaseHandler, abc.ABC):
         self.device = select_device(context.system_properties)
         self.threads = choose_threads(self.settings.threads, self.config.max_workers, len(os.sched_getaffinity(0)))
         apply_threads(self.threads)
-        self.model = load_backend(model_dir / context.manifest["model"]["serializedFile"], self.device, self.threads)
+        self.model = load_archive_model(model_dir, context.manifest, self.config, self.device, self.threads)
         self.labels = load_labels(model_dir / self.settings.labels if self.settings.labels else None)
         self.check_outputs(self.warm_up())
         self.initialized = True

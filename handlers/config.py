@@ -1,8 +1,9 @@
 """The model YAML schema, declared once and used both by `make archive` and by the worker at start.
 
 A model YAML (`config/models/<name>.yaml`) has three parts:
-- TorchServe's own model-config keys (camelCase, as TorchServe reads them). TorchServe ignores unknown or
-  mistyped keys silently; here every key is declared, typed and bounded, and anything else is refused.
+- TorchServe's own model-config keys (camelCase, as TorchServe reads them, and its `pt2:` torch.compile
+  settings). TorchServe ignores unknown or mistyped keys silently; here every key is declared, typed and
+  bounded, and anything else is refused.
 - `handler:` read by our handlers inside the worker (`context.model_yaml_config["handler"]`).
 - `archive:` read only by the archive tool; it is not packed into the archive's model-config.yaml.
 
@@ -54,6 +55,39 @@ class TabularInput(_Strict):
 
 # `handler.module`: a handler class of your own, `path/to/file.py:ClassName` (a path relative to the project root).
 MODULE_PATTERN = r"^[A-Za-z0-9_./-]+\.py:[A-Za-z_][A-Za-z0-9_]*$"
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class CompileSettings(_Strict):
+    """`pt2.compile`, TorchServe 0.12's key: `torch.compile` of an eager model or an ExportedProgram's module at
+    worker start. `enable` is required (as TorchServe reads it); the other keys are torch.compile's own
+    arguments. The backend name is checked against this torch's list at worker start."""
+
+    enable: bool
+    backend: Annotated[str, Field(pattern=IDENTIFIER)] = "inductor"
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] | None = None
+    fullgraph: bool = False
+    dynamic: bool | None = None
+    options: dict[str, object] | None = None
+
+
+class Pt2Settings(_Strict):
+    """The `pt2:` section in TorchServe 0.12's current form, `pt2: {compile: {enable: true, backend: ...}}`. Its
+    other forms are refused with the replacement: the deprecated bare backend (`pt2: inductor`) and
+    `pt2: {export: {aot_compile: true}}` (an AOTInductor `.so`; packages are chosen from the model file here)."""
+
+    compile: CompileSettings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _current_form(cls, data: object) -> object:
+        if isinstance(data, str):
+            raise ValueError(f"TorchServe's deprecated form; write pt2: {{compile: {{enable: true, backend: {data}}}}}")
+        if isinstance(data, dict) and "export" in data:
+            raise ValueError("pt2.export (TorchServe's AOTInductor .so) is not used here: export an AOTInductor "
+                             "package with `python -m toolkit.export --format aoti` and archive it as model_file "
+                             "(the backend is chosen from the file), and drop pt2.export")
+        return data
 
 
 class HandlerSettings(_Strict):
@@ -73,6 +107,9 @@ class HandlerSettings(_Strict):
     # other outputs added to each answer under their names.
     output: str | Annotated[int, Field(ge=0)] | None = None
     extra_outputs: list[str] = []
+    # An eager model (model file = its state_dict): the callable in `archive.model_source` that returns the
+    # nn.Module, called with no arguments.
+    model_factory: Annotated[str, Field(pattern=IDENTIFIER)] | None = None
     image: ImageInput | None = None
     tabular: TabularInput | None = None
 
@@ -120,7 +157,18 @@ class ArchiveSettings(_Strict):
     model_file: str
     version: str = Field(default="1.0", pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$")
     extra_files: list[str] = []
-    samples: str | None = None  # folder of sample inputs for the preflight
+    samples: str | None = None  # folder of sample inputs for the preflight (and expected.json)
+    # Archive without sample inputs: the preflight then only loads the model and sends one bad request. Without
+    # it, an archive with no samples is refused.
+    no_samples: bool = False
+    # An eager model: the .py file that defines `handler.model_factory`, packed as the manifest's modelFile.
+    model_source: str | None = None
+
+    @model_validator(mode="after")
+    def _samples_or_not(self) -> ArchiveSettings:
+        if self.no_samples and self.samples:
+            raise ValueError("archive: set samples or no_samples: true, not both")
+        return self
 
 
 class ModelYaml(_Strict):
@@ -140,8 +188,16 @@ class ModelYaml(_Strict):
     client_timeout_ms: int | None = Field(None, alias="clientTimeoutInMills", ge=1)
     use_job_ticket: bool | None = Field(None, alias="useJobTicket")
     handler: HandlerSettings
+    pt2: Pt2Settings | None = None
     ray: RaySettings = RaySettings()
     archive: ArchiveSettings | None = None
+
+    @model_validator(mode="after")
+    def _eager_model(self) -> ModelYaml:
+        if self.archive is not None and (self.archive.model_source is None) != (self.handler.model_factory is None):
+            raise ValueError("an eager model needs both archive.model_source (its .py file) and "
+                             "handler.model_factory (the callable in it returning the nn.Module)")
+        return self
 
     @model_validator(mode="after")
     def _check_workers(self) -> ModelYaml:
@@ -193,7 +249,7 @@ def _describe(error: dict, prefix: str = "") -> str:
     if error["type"] == "extra_forbidden":
         reason = "no such option" if prefix else "TorchServe would ignore it silently"
         return f"unknown key '{key}' = {error['input']!r} ({reason})"
-    return f"{key} = {error.get('input')!r}: {error['msg']}"
+    return f"{key} = {error.get('input')!r}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def parse_options(model: type[BaseModel] | None, options: dict, handler: str) -> BaseModel | None:

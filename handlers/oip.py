@@ -333,11 +333,18 @@ def encode_response(request: OipRequest, tensors: Mapping[str, np.ndarray], mode
     return (text + b"".join(raw), len(text)) if raw else (text, None)
 
 
+def extra_tensors(outputs: ModelOutputs, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The model outputs the YAML adds to each answer (`handler.extra_outputs`), as OIP output tensors (this
+    request's rows; outputs that are not tensors, such as per-input dicts, have no OIP form and are left out)."""
+    return {name: outputs[name].numpy() for name in names if isinstance(outputs[name], torch.Tensor)}
+
+
 class OpenInference(Protocol[OipRequest]):
     """The Open Inference Protocol as a composed part: claims the requests TorchServe routed from
     `/v2/models/<model>/infer`, parses them (`parse_request`), and calls the handler's
     `decode_oip(request: OipRequest) -> Decoded` and `encode_oip(outputs: ModelOutputs, item) -> {name: array}`;
-    the handler's `oip_outputs` names the outputs it produces (a request asking for another is refused)."""
+    the handler's `oip_outputs` names the outputs it produces, and `handler.extra_outputs` adds the model outputs
+    it names (a request asking for another is refused)."""
 
     name = "Open Inference Protocol"
     requires = ("decode_oip", "encode_oip")
@@ -353,15 +360,16 @@ class OpenInference(Protocol[OipRequest]):
 
     def decode(self, handler: ServingHandler, envelope: OipRequest) -> Decoded:
         try:
-            check_outputs(envelope, handler.oip_outputs)
+            check_outputs(envelope, (*handler.oip_outputs, *handler.settings.extra_outputs))
             return handler.decode_oip(envelope)
         except ClientError as error:
             raise OipError.of(error) from None
 
     def encode(self, handler: ServingHandler, request: RequestInfo, envelope: OipRequest, item: Decoded,
                outputs: ModelOutputs) -> Reply:
-        body, json_length = encode_response(envelope, handler.encode_oip(outputs, item), handler.model_name,
-                                            handler.model_version, request.request_id)
+        tensors = {**handler.encode_oip(outputs, item), **extra_tensors(outputs, handler.settings.extra_outputs)}
+        body, json_length = encode_response(envelope, tensors, handler.model_name, handler.model_version,
+                                            request.request_id)
         if json_length is None:
             return Reply(body, JSON_CONTENT_TYPE)
         return Reply(body, BINARY_CONTENT_TYPE, {"Inference-Header-Content-Length": str(json_length)})

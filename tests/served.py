@@ -13,6 +13,7 @@ import torch
 import yaml
 from PIL import Image
 
+from handlers.backends.torchscript import jit_deprecation_ignored
 from handlers.config import parse_model_yaml
 from toolkit.archive.staging import entry_file_name, entry_source
 from toolkit.archive.worker import Answer, ArchiveWorker, Request
@@ -25,7 +26,8 @@ def save_scripted(module: torch.nn.Module, path: Path) -> Path:
     torch.manual_seed(0)
     for parameter in module.parameters():
         torch.nn.init.normal_(parameter, std=0.05)
-    torch.jit.script(module.eval()).save(str(path))
+    with jit_deprecation_ignored():  # TorchScript, the legacy format, on purpose
+        torch.jit.script(module.eval()).save(str(path))
     return path
 
 

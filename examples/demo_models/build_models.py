@@ -6,9 +6,12 @@ Models (one module each, registered in ``BUILDERS``; shared parts in ``training`
            font-rendered digits (accuracy reported, no threshold).
   tabular  ``TabularMLP`` on sklearn's breast-cancer data, stratified 20 % held-out split.
 
-Per model the directory holds ``<name>.pt`` (TorchScript, checked against the eager module on the
-whole held-out set), ``<name>.onnx`` (checked with onnx.checker and onnxruntime against TorchScript,
-max abs diff <= 1e-4), ``index_to_name.json``, ``metrics.json``, ``samples/`` and ``heldout.npz``
+Per model the directory holds ``<name>.pt`` (TorchScript, the legacy format, checked against the eager
+module on the whole held-out set), ``<name>.onnx`` (checked with onnx.checker and onnxruntime against
+TorchScript, max abs diff <= 1e-4), ``<name>_exported.pt2`` (ExportedProgram) and ``<name>_aoti.pt2``
+(AOTInductor package for the CPU, 20-30 s of compiling each), both checked through their serving backend
+against eager on the held-out set (max abs diff <= 1e-4), ``index_to_name.json``, ``metrics.json``,
+``samples/`` and ``heldout.npz``
 (``x`` as the server receives it, ``y`` true labels, ``pred`` TorchScript predictions through the
 serving preprocessing). A model is written to ``<out>/.<name>.partial`` first and moved into place
 only when every check and threshold passed. Exit status: 0 when all requested models passed,

@@ -1,7 +1,10 @@
 """What the demo models' builds share: splits, the training loop, the export checks and the build's errors.
 
 Each demo model has a module of its own (``mnist``, ``tabular``) with a ``build(out_dir, seed, log) -> metrics``
-function that trains, exports, checks and writes ``build/models/<name>/``; ``build_models`` runs them.
+function that trains, exports, checks and writes ``build/models/<name>/``; ``build_models`` runs them. Every
+model is exported in every serving format: ``<name>.pt`` (TorchScript, the legacy format), ``<name>.onnx``,
+``<name>_exported.pt2`` (ExportedProgram) and ``<name>_aoti.pt2`` (AOTInductor package, CPU), each checked
+against the eager module on the whole held-out set through the backend a worker serves it with.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from handlers.backends import load_backend
+from toolkit.export.formats import WRITERS, Format
 from toolkit.export.torchscript import (
+    ONNX_MAX_ABS_DIFF,
     check_onnx,
     check_optimized,
     check_torchscript,
@@ -132,10 +138,28 @@ def export_and_check(model: nn.Module, x_held: torch.Tensor, out_dir: Path, name
     log(f"ONNX (onnxruntime CPU) vs TorchScript: max abs diff {onnx_diff:.2e}")
     checks = {"torchscript_vs_eager_max_abs_diff": ts_diff, "onnx_vs_torchscript_max_abs_diff": onnx_diff,
               "optimized_vs_eager_max_abs_diff": opt_diff,
-              # what the CPU workers run (handlers.backends.TorchScriptBackend); `make bench` raw phase compares
-              # it with the plain scripted module and ONNX Runtime (bench/README.md)
+              # what the CPU workers run for the .pt (handlers.backends.TorchScriptBackend); `make bench` raw phase
+              # compares every format's forward (bench/README.md)
               "served_forward": "torchscript frozen + optimize_for_inference (CPU)"}
+    for fmt in (Format.EXPORTED, Format.AOTI):
+        checks.update(export_pt2(model, x_held, out_dir / f"{name}_{fmt}.pt2", fmt, log))
     return scripted, checks
+
+
+def export_pt2(model: nn.Module, x_held: torch.Tensor, path: Path, fmt: Format, log: Callable[[str], None]) -> dict:
+    """Write ``path`` in ``fmt`` (ExportedProgram or AOTInductor package, CPU, dynamic batch) and check the
+    backend a worker serves it with against eager on the whole held-out input (max abs diff <= the ONNX
+    tolerance). Returns its metrics: the diff, the export's wall time (s) and the file's size (bytes)."""
+    start = time.perf_counter()
+    WRITERS[fmt](model, (x_held[:2],), path, torch.device("cpu"), ["output"])
+    seconds = time.perf_counter() - start
+    backend = load_backend(path, torch.device("cpu"), threads=torch.get_num_threads())
+    diff = float((predict(backend, x_held) - predict(model, x_held)).abs().max())
+    log(f"{fmt} ({path.name}, {seconds:.1f} s, {path.stat().st_size / 1e6:.2f} MB) vs eager on "
+        f"{len(x_held)} held-out inputs: max abs diff {diff:.2e}")
+    require(diff <= ONNX_MAX_ABS_DIFF, f"{path.name} differs from eager by {diff:.3g} > {ONNX_MAX_ABS_DIFF}")
+    return {f"{fmt}_vs_eager_max_abs_diff": diff, f"{fmt}_export_seconds": round(seconds, 2),
+            f"{fmt}_bytes": path.stat().st_size}
 
 
 def require(condition: bool, message: str) -> None:

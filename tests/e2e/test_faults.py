@@ -274,7 +274,7 @@ def test_batch_slower_than_response_timeout(faults: Faults, tmp_path: Path) -> N
 # --- models that fail to load ----------------------------------------------------------------------------
 
 LOAD_FAILURES = [
-    ("broken_pt", "PytorchStreamReader failed reading zip archive"),
+    ("broken_pt", "model file tabular.pt is not a model file this toolkit serves (first bytes b'not a To')"),
     ("broken_import", f"ModuleNotFoundError(\"No module named '{MISSING_MODULE}'\")"),
 ]
 

@@ -49,7 +49,7 @@ def build(config_path: Path, store: Path, version: str | None = None, check: boo
         samples = resolve(config.archive.samples, "archive.samples") if config.archive.samples else None
         packed = run_archiver(staged, Path(tmp) / "out" / target.name)
         if check:
-            print(f"preflight {name}: {preflight(packed, samples)}")
+            print(f"preflight {name}: {preflight(packed, samples, config.archive.no_samples)}")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(packed, target)
     write_depfile(target, [config_path, *staged.inputs, *sample_files(samples)])

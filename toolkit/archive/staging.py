@@ -2,8 +2,10 @@
 
 The staged folder holds: a generated entry file (TorchServe needs exactly one class there), the `handlers`
 package, a handler module of your own (`handler.module`, packed next to `handlers/`), the model's labels and
-extra files, and `model-config.yaml` (TorchServe's keys plus `handler:`). `Staged.inputs` lists every project
-file the archive is made of, for make's dependency file (`toolkit.archive.depfile`).
+extra files, the files the model file names (an ONNX model's external data, `<name>.onnx.data`, packed beside
+it), an eager model's source (`archive.model_source`, the manifest's `modelFile`) and `model-config.yaml`
+(TorchServe's keys plus `handler:`). `Staged.inputs` lists every project file the archive is made of, for make's
+dependency file (`toolkit.archive.depfile`).
 
 Paths in the YAML are absolute or relative to the project root. The labels file (`handler.labels`, its name in
 the archive) is read from the folder of `archive.model_file`.
@@ -22,6 +24,7 @@ import yaml
 
 import handlers
 from handlers import HANDLERS
+from handlers.backends.sniff import ModelKind, identify
 from handlers.config import HandlerSettings, ModelYaml
 from handlers.errors import ModelConfigError
 from toolkit.paths import ROOT
@@ -55,6 +58,7 @@ class Staged:
     config_file: Path
     extra_dir: Path
     inputs: tuple[Path, ...] = ()
+    model_source: Path | None = None  # an eager model's .py file (torch-model-archiver's --model-file)
 
 
 def handler_import(settings: HandlerSettings) -> tuple[str, str]:
@@ -97,6 +101,47 @@ def stage_handler_module(name: str, settings: HandlerSettings, extra: Path) -> l
     return [source]
 
 
+def onnx_external_files(model_file: Path) -> list[Path]:
+    """The external data files an ONNX model names (`location` of its initializers), beside `model_file`. Read
+    with the `onnx` package when installed; without it, `<name>.data` (torch.onnx.export's default) if present.
+    ModelConfigError when a named file is missing."""
+    try:
+        import onnx
+        from onnx.external_data_helper import _get_all_tensors, uses_external_data
+    except ImportError:
+        default = model_file.with_name(model_file.name + ".data")
+        return [default] if default.is_file() else []
+    proto = onnx.load(str(model_file), load_external_data=False)
+    locations = {entry.value for tensor in _get_all_tensors(proto) if uses_external_data(tensor)
+                 for entry in tensor.external_data if entry.key == "location"}
+    files = [model_file.parent / location for location in sorted(locations)]
+    missing = [path.name for path in files if not path.is_file()]
+    if missing:
+        raise ModelConfigError(f"archive.model_file {model_file.name} keeps its weights in {missing}, which are not "
+                               f"beside it in {model_file.parent}: keep the files torch.onnx.export wrote together")
+    return files
+
+
+def stage_model_companions(model_file: Path, extra: Path) -> list[Path]:
+    """Copy the files the model file needs beside it (an ONNX model's external data) into the archive root."""
+    companions = onnx_external_files(model_file) if identify(model_file).kind is ModelKind.ONNX else []
+    for path in companions:
+        shutil.copy2(path, extra / path.name)
+    return companions
+
+
+def stage_model_source(name: str, config: ModelYaml, extra: Path) -> Path | None:
+    """An eager model's source file (`archive.model_source`), checked not to shadow a module of the archive."""
+    if config.archive.model_source is None:
+        return None
+    source = resolve(config.archive.model_source, "archive.model_source")
+    taken = {"handlers", Path(entry_file_name(name)).stem, *(path.stem for path in extra.glob("*.py"))}
+    if source.suffix != ".py" or source.stem in taken:
+        raise ModelConfigError(f"archive.model_source: {source.name} must be a .py file whose name differs from "
+                               f"the archive's modules {sorted(taken)}; rename the file")
+    return source
+
+
 def stage(name: str, config: ModelYaml, version: str, into: Path) -> Staged:
     """Lay out everything the archive carries under `into`."""
     settings = config.archive
@@ -104,7 +149,7 @@ def stage(name: str, config: ModelYaml, version: str, into: Path) -> Staged:
     extra = into / "extra"
     library = Path(handlers.__file__).parent
     shutil.copytree(library, extra / "handlers", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    inputs = [model_file, *sorted(library.glob("*.py"))]
+    inputs = [model_file, *sorted(library.rglob("*.py")), *stage_model_companions(model_file, extra)]
     if config.handler.labels:
         labels = model_file.parent / config.handler.labels
         if not labels.is_file():
@@ -117,11 +162,13 @@ def stage(name: str, config: ModelYaml, version: str, into: Path) -> Staged:
         shutil.copy2(source, extra)
         inputs.append(source)
     inputs += stage_handler_module(name, config.handler, extra)
+    source = stage_model_source(name, config, extra)
+    inputs += [source] if source else []
     entry = into / entry_file_name(name)
     entry.write_text(entry_source(name, *handler_import(config.handler)), encoding="utf-8")
     config_file = into / "model-config.yaml"
     config_file.write_text(yaml.safe_dump(config.torchserve_config(), sort_keys=False), encoding="utf-8")
-    return Staged(name, version, model_file, entry, config_file, extra, tuple(inputs))
+    return Staged(name, version, model_file, entry, config_file, extra, tuple(inputs), source)
 
 
 def run_archiver(staged: Staged, target: Path) -> Path:
@@ -134,6 +181,8 @@ def run_archiver(staged: Staged, target: Path) -> Path:
             "--extra-files", str(staged.extra_dir), "--config-file", str(staged.config_file),
             "--export-path", out, "--force",
         ]
+        if staged.model_source is not None:
+            cmd += ["--model-file", str(staged.model_source)]
         subprocess.run(cmd, check=True, capture_output=True, text=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(Path(out) / f"{staged.name}.mar", target)

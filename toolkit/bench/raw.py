@@ -5,10 +5,13 @@
 
 prints one JSON object:
 - `forward`: images/s of `backend(batch)` (the exact call a handler makes) per (threads, batch size), median of
-  3 timed runs on a random (B, 1, 28, 28) batch, for each backend the model has: `"torchscript"` (on the CPU
-  the module frozen + optimize_for_inference), `"scripted"` (the plain scripted module) and `"onnxruntime"` (the
-  `.onnx` export beside the `.pt`); `"served": true` marks the one the `--mar` archive serves, so the bench
-  shows which backend is fastest per model and whether the archive serves it;
+  3 timed runs (taken in rounds over every backend) on a random (B, 1, 28, 28) batch, for each export of the
+  model beside `--model-file` (`<stem>.pt`, `<stem>.onnx`, `<stem>_aoti.pt2`, `<stem>_exported.pt2`, as
+  `make models` writes them):
+  `"aotinductor"` (the AOTInductor package), `"exported"` (the ExportedProgram's module), `"torchscript"` (on the
+  CPU the module frozen + optimize_for_inference), `"scripted"` (the plain scripted module) and `"onnxruntime"`;
+  `"served": true` marks the one the `--mar` archive serves (by what its model file is), so the bench shows which
+  backend is fastest per model and whether the archive serves it;
 - `handler`: requests/s of the archive's handler over batches of B identical requests of each input kind,
   through the in-process TorchServe worker (toolkit.archive.worker: TorchServe's loader, Context and request
   parsing, JSON bodies parsed the way the worker does).
@@ -22,6 +25,7 @@ import json
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -29,7 +33,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from handlers.backends import ONNX_SUFFIXES, OnnxBackend, TorchScriptBackend
+from handlers.backends import Backend, ModelKind, TorchScriptBackend, identify, load_backend
 from handlers.worker import apply_threads
 from toolkit.archive.mar import Archive, read_manifest
 from toolkit.archive.worker import ArchiveWorker, Request
@@ -52,35 +56,41 @@ def rate(call: Callable[[], object], seconds: float, warmup: int = 10) -> tuple[
             return calls, elapsed
 
 
-def forward_calls(model_file: Path, threads: int) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-    """Forward kind -> callable, each the exact call a handler's backend makes: `torchscript` (TorchScriptBackend
-    on the `.pt` `model_file`: on the CPU frozen + optimize_for_inference), `scripted` (the plain scripted
-    module) and, when the model has an ONNX export beside it (`<name>.onnx`), `onnxruntime` (OnnxBackend with
+# Forward kind -> the file name of that export beside the model's TorchScript `<stem>.pt` (`make models`).
+EXPORTS = {"aotinductor": "{stem}_aoti.pt2", "exported": "{stem}_exported.pt2", "onnxruntime": "{stem}.onnx"}
+# What a served model file is -> the forward kind that runs it.
+SERVED_KIND = {ModelKind.AOTI: "aotinductor", ModelKind.EXPORTED: "exported", ModelKind.TORCHSCRIPT: "torchscript",
+               ModelKind.ONNX: "onnxruntime", ModelKind.ORT: "onnxruntime"}
+
+
+def forward_calls(model_file: Path, threads: int) -> dict[str, Backend]:
+    """Forward kind -> backend, each the exact call a handler makes, for every export of the model: `torchscript`
+    (TorchScriptBackend on the `.pt` `model_file`: on the CPU frozen + optimize_for_inference), `scripted` (the
+    plain scripted module), and each of EXPORTS found beside it, loaded by `load_backend` (ONNX Runtime with
     `threads`)."""
     cpu = torch.device("cpu")
-    calls: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    calls: dict[str, Backend] = {
         "torchscript": TorchScriptBackend(model_file, cpu),
         "scripted": TorchScriptBackend(model_file, cpu, optimize=False),
     }
-    onnx_file = model_file.with_suffix(".onnx")
-    if onnx_file.is_file():
-        calls["onnxruntime"] = OnnxBackend(onnx_file, cpu, threads)
+    for kind, pattern in EXPORTS.items():
+        path = model_file.with_name(pattern.format(stem=model_file.stem))
+        if path.is_file():
+            calls[kind] = load_backend(path, cpu, threads)
     return calls
 
 
 def served_kind(mar: Path | None) -> str:
-    """The forward kind the archive `mar` serves (by its model file's suffix); `torchscript` without one."""
+    """The forward kind the archive `mar` serves, by what its model file is; `torchscript` without one."""
     if mar is None:
         return "torchscript"
     serialized = read_manifest(mar)["model"]["serializedFile"]
-    return "onnxruntime" if Path(serialized).suffix.lower() in ONNX_SUFFIXES else "torchscript"
+    with tempfile.TemporaryDirectory(prefix="bench-served-") as tmp, zipfile.ZipFile(mar) as archive:
+        return SERVED_KIND.get(identify(Path(archive.extract(serialized, tmp))).kind, "unknown")
 
 
-def forward_row(kind: str, forward: Callable[[torch.Tensor], torch.Tensor], threads: int, batch_size: int,
-                seconds: float) -> ForwardRow:
-    """Images/s of `forward` on a random (batch_size, 1, 28, 28) batch: the median of REPEATS timed runs."""
-    batch = torch.randn(batch_size, 1, 28, 28)
-    runs = [rate(lambda: forward(batch), seconds) for _ in range(REPEATS)]
+def forward_row(kind: str, threads: int, batch_size: int, runs: Sequence[tuple[int, float]]) -> ForwardRow:
+    """The row of one (kind, batch size) from its timed runs ((calls, elapsed s) each): the median images/s."""
     per_s = sorted(calls * batch_size / elapsed for calls, elapsed in runs)
     median = per_s[len(per_s) // 2]
     return ForwardRow(forward=kind, threads=threads, batch_size=batch_size, images_per_s=round(median, 1),
@@ -88,11 +98,19 @@ def forward_row(kind: str, forward: Callable[[torch.Tensor], torch.Tensor], thre
 
 
 def forward_throughput(model_file: Path, batch_sizes: Sequence[int], threads: int, seconds: float) -> list[ForwardRow]:
-    """Images/s and ms per batch of the bare forward of every kind of `forward_calls` at each batch size,
-    with `threads` intra-op threads."""
+    """Images/s and ms per batch of the bare forward of every kind of `forward_calls` at each batch size, on a
+    random (B, 1, 28, 28) batch with `threads` intra-op threads. The REPEATS timed runs of a cell are taken in
+    rounds over every cell, so that a burst of load from other processes on a shared machine falls on every
+    backend alike instead of on the one being measured."""
     torch.set_num_threads(threads)
-    return [forward_row(kind, forward, threads, batch_size, seconds)
-            for kind, forward in forward_calls(model_file, threads).items() for batch_size in batch_sizes]
+    calls = forward_calls(model_file, threads)
+    batches = {size: torch.randn(size, 1, 28, 28) for size in batch_sizes}
+    cells = [(kind, size) for kind in calls for size in batch_sizes]
+    runs: dict[tuple[str, int], list[tuple[int, float]]] = {cell: [] for cell in cells}
+    for _ in range(REPEATS):
+        for kind, size in cells:
+            runs[kind, size].append(rate(lambda k=kind, b=size: calls[k](batches[b]), seconds))
+    return [forward_row(kind, threads, size, runs[kind, size]) for kind, size in cells]
 
 
 def archive_worker(mar: Path, into: Path, threads: int) -> ArchiveWorker:
@@ -144,7 +162,8 @@ def measure(args: argparse.Namespace) -> RawResult:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m toolkit.bench.raw", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-file", type=Path, required=True, help="TorchScript .pt")
+    parser.add_argument("--model-file", type=Path, required=True,
+                        help="the model's TorchScript .pt (its other exports are found beside it)")
     parser.add_argument("--mar", type=Path, help="archive whose handler to time offline (optional)")
     parser.add_argument("--heldout", type=Path, help="heldout.npz with x (N, 28, 28) uint8 (needed with --mar)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])

@@ -66,7 +66,7 @@ class ColdStart:
 class ForwardRow:
     """The bare forward of one backend kind at one (threads, batch size): median of the timed runs."""
 
-    forward: str  # torchscript | scripted | onnxruntime
+    forward: str  # aotinductor | exported | torchscript | scripted | onnxruntime
     threads: int
     batch_size: int
     images_per_s: float

@@ -1,8 +1,11 @@
-"""Bring your own model: a `state_dict` checkpoint of a known architecture -> checked TorchScript (and ONNX).
+"""Bring your own model: any `nn.Module` -> a checked serving format (AOTInductor or ExportedProgram `.pt2`,
+TorchScript, ONNX).
 
-    python -m toolkit.export --arch mnist_cnn --checkpoint ckpt.pth --out model.pt [--onnx model.onnx]
+    python -m toolkit.export --model my_model.py:build --checkpoint ckpt.pth --example-input 3,32,32 \\
+        --format aoti --out build/my_model.pt2
 
-    architectures.py   the architectures served by the example archives, by name (ARCHITECTURES)
-    torchscript.py     export to TorchScript and ONNX, checked against the eager module
-    __main__.py        the command line above
+`toolkit.export.exporter` writes and checks (against eager, through the serving backends), `formats` holds one
+writer per format, `diagnose` names why torch refused an export, `model_spec` builds the module from
+`--model`/`--checkpoint`, `inputs` parses `--example-input`, `errors` holds the one-line failures.
+`architectures` and `torchscript` serve the demo models (`--arch`).
 """

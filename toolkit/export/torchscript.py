@@ -8,9 +8,6 @@ dynamic and named ``"batch"``, opset ``ONNX_OPSET``.
 from __future__ import annotations
 
 import pickle
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from handlers.backends.torchscript import jit_deprecation_ignored
 from toolkit.export.architectures import INPUT_SHAPES, build_from_state_dict, create
 
 if TYPE_CHECKING:
@@ -38,30 +36,22 @@ class CheckpointError(ValueError):
     """A checkpoint file cannot be read as a plain ``state_dict``."""
 
 
-@contextmanager
-def _jit_deprecation_ignored() -> Iterator[None]:
-    """Ignore only torch's "`torch.jit.*` is deprecated" DeprecationWarning (TorchServe needs TorchScript)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
-        yield
-
-
 def to_torchscript(model: nn.Module) -> torch.jit.ScriptModule:
     """``torch.jit.script`` of ``model`` switched to eval mode."""
-    with _jit_deprecation_ignored():
+    with jit_deprecation_ignored():
         return torch.jit.script(model.eval())
 
 
 def save_torchscript(module: torch.jit.ScriptModule, path: Path) -> None:
     """Write ``module`` to ``path`` (parent directories created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _jit_deprecation_ignored():
+    with jit_deprecation_ignored():
         torch.jit.save(module, str(path))
 
 
 def load_torchscript(path: Path) -> torch.jit.ScriptModule:
     """Load a TorchScript file onto the CPU, in eval mode."""
-    with _jit_deprecation_ignored():
+    with jit_deprecation_ignored():
         return torch.jit.load(str(path), map_location="cpu").eval()
 
 
@@ -90,7 +80,7 @@ def check_optimized(eager: nn.Module, scripted: torch.jit.ScriptModule, x: torch
     ``torch.jit.optimize_for_inference``) against eager on ``x``, with the ONNX tolerance
     (``ONNX_MAX_ABS_DIFF``: MKL-DNN convolutions reorder float sums as ONNX Runtime does). Returns the max
     abs difference or raises ``ExportCheckError``."""
-    from handlers.backends import optimize_torchscript
+    from handlers.backends.torchscript import optimize_torchscript
 
     expected = predict(eager.eval(), x)
     actual = predict(optimize_torchscript(scripted), x)
