@@ -10,4 +10,5 @@ JSON answer per request, in order). Client mistakes become a per-request 4xx; th
 HANDLERS: dict[str, tuple[str, str]] = {
     "image_classifier": ("handlers.image", "ImageClassifier"),
     "tabular_classifier": ("handlers.tabular", "TabularClassifier"),
+    "text_classifier": ("handlers.text", "TextClassifier"),
 }

@@ -26,7 +26,7 @@ import torch
 from handlers import imaging
 from handlers.answers import ImageAnswer
 from handlers.base import Decoded, ServingHandler
-from handlers.classification import check_class_scores, class_probabilities
+from handlers.classification import check_class_scores, class_probabilities, ranked_answer
 from handlers.config import ImageInput
 from handlers.decoding import check_finite, decode_base64, numeric_array, read_body
 from handlers.errors import ClientError, PayloadTooLarge, ValidationError
@@ -175,18 +175,5 @@ class ImageClassifier(ServingHandler):
         return class_scores(outputs.main)
 
     def answer(self, probabilities: list[float]) -> ImageAnswer:
-        """One image's answer from its probabilities, one per class in index order (ties: the lowest index)."""
-        classes = range(len(probabilities))
-        index = max(classes, key=probabilities.__getitem__)
-        answer: ImageAnswer = {"predicted_label": index, "label": self.label(index)}
-        if self.settings.top_k:
-            ranked = sorted(classes, key=probabilities.__getitem__, reverse=True)[: self.settings.top_k]
-            answer["top_k"] = [
-                {"index": i, "label": self.label(i), "probability": round(probabilities[i], 6)} for i in ranked
-            ]
-        else:
-            answer["probabilities"] = [round(p, 6) for p in probabilities]
-        return answer
-
-    def label(self, index: int) -> str:
-        return self.labels[index] if self.labels and index < len(self.labels) else str(index)
+        """One image's answer from its probabilities, one per class in index order (`ranked_answer`)."""
+        return ranked_answer(probabilities, self.labels, self.settings.top_k)

@@ -51,7 +51,8 @@ def test_a_photo_as_png_json_pixels_and_npy_gets_one_answer(photo_handler):
     npy = io.BytesIO()
     np.save(npy, photo)
     reference = probabilities(photo_handler.one(encoded(photo, "PNG")))
-    for body in ({"image": photo.tolist()}, npy.getvalue(), {"image": base64.b64encode(encoded(photo, "PNG")).decode()}):
+    as_base64 = base64.b64encode(encoded(photo, "PNG")).decode()
+    for body in ({"image": photo.tolist()}, npy.getvalue(), {"image": as_base64}):
         assert probabilities(photo_handler.one(body)) == pytest.approx(reference, abs=2e-6)
 
 
