@@ -253,8 +253,12 @@ class ModelYaml(_Strict):
         })
 
     def torchserve_config(self) -> dict:
-        """The model-config.yaml packed into the archive: TorchServe keys and `handler:`, no `archive:`."""
-        return self.model_dump(by_alias=True, exclude_none=True, exclude={"archive"})
+        """The model-config.yaml packed into the archive: TorchServe keys and `handler:`, no `archive:`. Unset
+        keys are left out, except `handler.labels: null` (no labels), whose absence would mean the default file."""
+        config = self.model_dump(by_alias=True, exclude_none=True, exclude={"archive"})
+        if self.handler.labels is None:
+            config["handler"]["labels"] = None
+        return config
 
 
 def _describe(error: dict, prefix: str = "") -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from handlers import HANDLERS
 from handlers.config import load_model_yaml
@@ -135,3 +136,14 @@ def test_ray_settings_are_derived_from_torchserve_keys(tmp_path):
 def test_bad_ray_settings_are_refused_naming_the_key(tmp_path, extra, message):
     with pytest.raises(ModelConfigError, match=message.replace(".", r"\.")):
         load_model_yaml(_with(tmp_path, extra))
+
+
+def test_labels_null_survives_the_archives_model_config(tmp_path):
+    """`handler.labels: null` (no labels file) is packed as such: left out, it would mean the default file."""
+    path = tmp_path / "m.yaml"
+    path.write_text(VALID.replace("  name: image_classifier", "  name: image_classifier\n  labels: null"))
+    packed = load_model_yaml(path).torchserve_config()
+    assert packed["handler"]["labels"] is None
+    reread = tmp_path / "packed.yaml"
+    reread.write_text(yaml.safe_dump({**packed, "archive": {"model_file": "m.pt"}}))
+    assert load_model_yaml(reread).handler.labels is None

@@ -11,6 +11,7 @@ Contracts (the classifiers of the examples return log-probabilities, ``log_softm
 - ``ResNet18``: torchvision's ``resnet18`` written without torchvision: input ``(N, 3, 224, 224)`` float32
   normalised with ImageNet's mean and std (``Resize(256)`` + ``CenterCrop(224)`` before it, the handler's
   ``fit: center_crop``); output ``(N, 1000)`` logits.
+- ``TokenBagClassifier``: token ids and attention mask ``(N, L)`` (the text handler's inputs) -> ``(N, classes)``.
 """
 
 from __future__ import annotations
@@ -156,6 +157,30 @@ class ResNet18(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class TokenBagClassifier(nn.Module):
+    """A bag of tokens for text classification: token embeddings, their mean and their maximum over the text's
+    tokens (padding left out), dropout, a linear layer -> log-probabilities.
+
+    Inputs ``input_ids`` (N, L) int64 and ``attention_mask`` (N, L) (1 for tokens, 0 for padding), any L, as the
+    text handler builds them; output (N, classes). Not in ``ARCHITECTURES``: it is built for a tokenizer's
+    vocabulary size and takes token ids, not the float inputs of the export command.
+    """
+
+    def __init__(self, vocab_size: int, classes: int, dim: int = 64, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(2 * dim, classes)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Token ids and mask (N, L) -> log-probabilities (N, classes)."""
+        tokens = self.embedding(input_ids)
+        mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
+        mean = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+        peak = tokens.masked_fill(mask == 0, -1e4).max(dim=1).values
+        return F.log_softmax(self.fc(self.dropout(torch.cat([mean, peak], dim=1))), dim=1)
 
 
 ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
