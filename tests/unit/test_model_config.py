@@ -27,7 +27,7 @@ archive:
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_shipped_model_yamls_are_valid(path):
     config = load_model_yaml(path)
-    assert config.archive is not None and config.handler.name in HANDLERS
+    assert config.archive is not None and (config.handler.name in HANDLERS or config.handler.module)
     assert "archive" not in config.torchserve_config()
 
 
