@@ -174,9 +174,9 @@ class RaySettings(_Strict):
     target_ongoing_requests: Annotated[float, Field(gt=0, le=100_000)] | None = None
     upscale_delay_s: Annotated[float, Field(ge=0, le=3600)] = 3.0
     downscale_delay_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
-    # Ray's logical CPUs per replica: 0.25 lets the four example archives (2 replicas each) share the two
-    # one-CPU nodes of `make ray-serve`; torch threads per replica come from handler.threads.
-    num_cpus: Annotated[float, Field(gt=0, le=256)] = 0.25
+    # Ray's logical CPUs per replica: 0.125 lets the seven example archives' minimum replicas (12 in all) share
+    # the two one-CPU nodes of `make ray-serve`; torch threads per replica come from handler.threads.
+    num_cpus: Annotated[float, Field(gt=0, le=256)] = 0.125
     num_gpus: Annotated[float, Field(ge=0, le=64)] | None = None  # default: 1 when deviceType is gpu, else 0
     # Requests one replica takes at once; must be >= batchSize or batches never fill. Default: 2 x batchSize.
     max_ongoing_requests: Annotated[int, Field(ge=1, le=100_000)] | None = None
