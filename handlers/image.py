@@ -138,11 +138,12 @@ class ImageClassifier(ServingHandler):
         W -> the list of images (whole numbers as uint8, the path of decoded images) and whether n were sent.
         `batch`: the array is n images (OIP); None: told by its number of axes."""
         s = self.image
-        one = "[H, W]" if s.channels == 1 else "[H, W, 3]"
-        many = array.ndim == len(one.split(",")) + 1 if batch is None else batch
-        if array.ndim != len(one.split(",")) + many or (s.channels == 3 and array.shape[-1] != 3) or not array.size:
-            raise ValidationError(f"image array has shape {list(array.shape)}; expected {one} for one image or "
-                                  f"[n, {one[1:]} for n images (any H and W: fitted to {s.width}x{s.height})")
+        one_ndim = 2 if s.channels == 1 else 3
+        many = array.ndim == one_ndim + 1 if batch is None else batch
+        if array.ndim != one_ndim + many or (s.channels == 3 and array.shape[-1] != 3) or not array.size:
+            one = "H, W" if s.channels == 1 else "H, W, 3"
+            raise ValidationError(f"image array has shape {list(array.shape)}; expected [{one}] for one image or "
+                                  f"[n, {one}] for n images (any H and W: fitted to {s.width}x{s.height})")
         height, width = array.shape[many:many + 2]
         if height * width > s.max_pixels:
             raise PayloadTooLarge(f"image array of {width}x{height} = {width * height} pixels; at most "
