@@ -14,7 +14,8 @@ GRPC_STUBS := toolkit/client/grpc_gen/__init__.py
 # whole; its .built stamp marks it complete.
 DEMO_SHARED := examples/demo_models/build_models.py examples/demo_models/training.py \
 	$(wildcard toolkit/export/*.py) toolkit/paths.py
-DEMO_MODELS := mnist tabular
+DEMO_MODELS := mnist tabular resnet18 fortunes
+FORTUNES := /usr/share/games/fortunes
 MODEL_BUILDS := $(DEMO_MODELS:%=build/models/%/.built)
 ARCHIVES := $(patsubst config/models/%.yaml,model_store/%.mar,$(wildcard config/models/*.yaml))
 # What each archive was made of, written by the archive tool beside it (model_store/<name>.mar.d, make's
@@ -34,6 +35,10 @@ $(GRPC_STUBS): $(wildcard proto/*.proto) scripts/gen_grpc.py $(VENV)
 build/models/%/.built: examples/demo_models/%.py $(DEMO_SHARED) | $(VENV)
 	$(PY) -m examples.demo_models.build_models --only $* && touch $@
 build/models/mnist/.built: examples/demo_models/digits.py examples/demo_models/fonts.py handlers/imaging.py
+build/models/resnet18/.built: handlers/imaging.py handlers/config.py
+build/models/fortunes/.built: | $(FORTUNES)/computers
+$(FORTUNES)/%:
+	@bash scripts/require_fortunes.sh
 
 model_store/%.mar: config/models/%.yaml | $(VENV) $(MODEL_BUILDS)
 	$(PY) -m toolkit.archive --model $*

@@ -10,6 +10,7 @@ answer per request, in order). Client mistakes become a per-request 4xx; they ne
     outputs.py         a forward's outputs named, checked and split per request (ModelOutputs)
     image.py           ImageClassifier                  imaging.py  pixels: decode, fit, normalise
     tabular.py         TabularClassifier                classification.py  what the classifiers share
+    text.py            TextClassifier: text with a Hugging Face tokenizer file packed in the archive
     answers.py         the answer schemas and where each keeps its prediction (torch-free)
     decoding.py        raw request bodies -> Python values (JSON, .npy, base64)
     backends/          the model file -> a backend on the worker's device, chosen by what the file is (AOTInductor,
@@ -26,4 +27,5 @@ answer per request, in order). Client mistakes become a per-request 4xx; they ne
 HANDLERS: dict[str, tuple[str, str]] = {
     "image_classifier": ("handlers.image", "ImageClassifier"),
     "tabular_classifier": ("handlers.tabular", "TabularClassifier"),
+    "text_classifier": ("handlers.text", "TextClassifier"),
 }

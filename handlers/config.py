@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from handlers import HANDLERS
 from handlers.errors import ModelConfigError
@@ -40,11 +40,73 @@ class ImageInput(_Strict):
     # Background of incoming images: "dark" = as they come (no inversion), "light" = dark ink on white,
     # inverted to white-on-black before inference, "auto" = decided per image from its border pixels (digits).
     background: Literal["auto", "dark", "light"] = "dark"
-    # "stretch": plain resize to width x height; "digit_box": crop the ink, fit it into a 20x20 box and centre
-    # it by mass in 28x28 (the MNIST layout, grayscale only).
-    fit: Literal["digit_box", "stretch"] = "stretch"
-    # Declared width*height of an encoded image above which it is refused before decoding.
+    # How an image of another size becomes width x height (handlers.imaging, resampling as torchvision's
+    # transforms do on PIL images: bilinear, antialiased):
+    #   "stretch": resized to width x height, aspect ratio not kept (torchvision's Resize((height, width)));
+    #   "center_crop": shorter side resized to `resize`, aspect kept, then the centre width x height cut out
+    #       (torchvision's Resize(resize) + CenterCrop((height, width)), ImageNet classifiers);
+    #   "letterbox": resized to fit inside width x height, aspect kept, the rest padded with `pad_value`
+    #       (detection: boxes map back to the request image);
+    #   "digit_box": crop the ink, fit it into a 20x20 box and centre it by mass in 28x28 (MNIST, grayscale).
+    fit: Literal["stretch", "center_crop", "letterbox", "digit_box"] = "stretch"
+    resize: Annotated[int, Field(ge=1, le=8192)] | None = None  # shorter side before the crop (center_crop)
+    pad_value: Annotated[float, Field(ge=0, le=255)] | None = None  # letterbox padding, 0..255; None: 0 (black)
+    # Declared width*height of an encoded image (or pixels of an array) above which it is refused before decoding.
     max_pixels: Annotated[int, Field(ge=1, le=100_000_000)] = 4_000_000
+
+    @model_validator(mode="after")
+    def _check_fit(self) -> ImageInput:
+        if self.fit == "center_crop" and self.resize is None:
+            raise ValueError("handler.image.fit = 'center_crop' needs handler.image.resize (the shorter side before "
+                             "the crop, e.g. resize: 256 for a 224x224 crop)")
+        if self.fit != "center_crop" and self.resize is not None:
+            raise ValueError(f"handler.image.resize = {self.resize} is read only with fit: center_crop "
+                             f"(fit is {self.fit!r}); remove it or set fit: center_crop")
+        if self.resize is not None and self.resize < max(self.width, self.height):
+            raise ValueError(f"handler.image.resize = {self.resize} is smaller than the {self.width}x{self.height} "
+                             f"crop; allowed: resize >= {max(self.width, self.height)}")
+        if self.pad_value is not None and self.fit != "letterbox":
+            raise ValueError(f"handler.image.pad_value is read only with fit: letterbox (fit is {self.fit!r})")
+        if self.fit == "digit_box" and self.channels != 1:
+            raise ValueError("handler.image.fit = 'digit_box' is the MNIST layout of grayscale digits; with "
+                             "channels: 3 use stretch, center_crop or letterbox")
+        return self
+
+
+TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _archive_path(value: str) -> str:
+    """A file inside the archive: a relative path without `..` or empty parts (what extra_files packs)."""
+    parts = value.split("/")
+    if not value or value.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"{value!r} is not a path inside the archive; give it relative to the archive's root, "
+                         "as archive.extra_files packs it (e.g. tokenizer.json or my_tokenizer/tokenizer.json)")
+    return value
+
+
+ArchivePath = Annotated[str, AfterValidator(_archive_path)]
+
+
+class TextInput(_Strict):
+    """How a text request becomes token tensors (handlers.text): a Hugging Face `tokenizers` file packed in the
+    archive (through archive.extra_files), named by its path inside the archive."""
+
+    tokenizer: ArchivePath  # e.g. tokenizer.json, or my_tok/tokenizer.json
+    max_length: Annotated[int, Field(ge=1, le=8192)]  # tokens per text, special tokens included; longer: truncated
+    # The model's positional inputs, in order; each (n, length) int64.
+    inputs: Annotated[list[Literal[TEXT_INPUTS]], Field(min_length=1, max_length=3)] = ["input_ids"]
+    # "max_length": every text padded to max_length (a model exported for a fixed length needs it);
+    # "longest": a batch padded to its longest text (less work for a model that takes any length).
+    padding: Literal["max_length", "longest"] = "max_length"
+    # UTF-8 bytes of one text above which it is refused with 413 (before tokenizing).
+    max_bytes: Annotated[int, Field(ge=1, le=10_000_000)] = 65_536
+
+    @model_validator(mode="after")
+    def _check_inputs(self) -> TextInput:
+        if len(set(self.inputs)) != len(self.inputs):
+            raise ValueError(f"handler.text.inputs = {self.inputs}: each input at most once")
+        return self
 
 
 class TabularInput(_Strict):
@@ -112,6 +174,7 @@ class HandlerSettings(_Strict):
     model_factory: Annotated[str, Field(pattern=IDENTIFIER)] | None = None
     image: ImageInput | None = None
     tabular: TabularInput | None = None
+    text: TextInput | None = None
 
     @model_validator(mode="after")
     def _one_handler(self) -> HandlerSettings:
@@ -119,6 +182,14 @@ class HandlerSettings(_Strict):
             raise ValueError("handler: set exactly one of name (a handler of the library: "
                              f"{', '.join(HANDLER_NAMES)}) and module (path/to/file.py:ClassName of your own)")
         return self
+
+    def archive_files(self) -> dict[str, str]:
+        """The files inside the archive this handler section reads, by the key that names them (labels are
+        packed from the model file's folder, the others through archive.extra_files)."""
+        files = {"handler.labels": self.labels} if self.labels else {}
+        if self.text is not None:
+            files["handler.text.tokenizer"] = self.text.tokenizer
+        return files
 
     def section(self, key: str) -> object:
         """The settings section `key` (`image`, `tabular`, ...) a handler reads; ModelConfigError naming the
@@ -140,9 +211,9 @@ class RaySettings(_Strict):
     target_ongoing_requests: Annotated[float, Field(gt=0, le=100_000)] | None = None
     upscale_delay_s: Annotated[float, Field(ge=0, le=3600)] = 3.0
     downscale_delay_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
-    # Ray's logical CPUs per replica: 0.25 lets the four example archives (2 replicas each) share the two
-    # one-CPU nodes of `make ray-serve`; torch threads per replica come from handler.threads.
-    num_cpus: Annotated[float, Field(gt=0, le=256)] = 0.25
+    # Ray's logical CPUs per replica: 0.125 lets the seven example archives' minimum replicas (12 in all) share
+    # the two one-CPU nodes of `make ray-serve`; torch threads per replica come from handler.threads.
+    num_cpus: Annotated[float, Field(gt=0, le=256)] = 0.125
     num_gpus: Annotated[float, Field(ge=0, le=64)] | None = None  # default: 1 when deviceType is gpu, else 0
     # Requests one replica takes at once; must be >= batchSize or batches never fill. Default: 2 x batchSize.
     max_ongoing_requests: Annotated[int, Field(ge=1, le=100_000)] | None = None
@@ -152,10 +223,13 @@ class RaySettings(_Strict):
 
 
 class ArchiveSettings(_Strict):
-    """The `archive:` section: what `make archive` packs. Paths are relative to the project root."""
+    """The `archive:` section: what `make archive` packs. Paths are absolute or relative to the project root.
+    The labels file (`handler.labels`) is read from the folder of `model_file`."""
 
     model_file: str
     version: str = Field(default="1.0", pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$")
+    # Files and folders packed at the archive's root under their own names (a folder keeps its files below
+    # it, e.g. a tokenizer directory); the handler reads them by that path (handler.text.tokenizer).
     extra_files: list[str] = []
     samples: str | None = None  # folder of sample inputs for the preflight (and expected.json)
     # Archive without sample inputs: the preflight then only loads the model and sends one bad request. Without
@@ -235,8 +309,12 @@ class ModelYaml(_Strict):
         })
 
     def torchserve_config(self) -> dict:
-        """The model-config.yaml packed into the archive: TorchServe keys and `handler:`, no `archive:`."""
-        return self.model_dump(by_alias=True, exclude_none=True, exclude={"archive"})
+        """The model-config.yaml packed into the archive: TorchServe keys and `handler:`, no `archive:`. Unset
+        keys are left out, except `handler.labels: null` (no labels), whose absence would mean the default file."""
+        config = self.model_dump(by_alias=True, exclude_none=True, exclude={"archive"})
+        if self.handler.labels is None:
+            config["handler"]["labels"] = None
+        return config
 
 
 def _describe(error: dict, prefix: str = "") -> str:
@@ -244,12 +322,15 @@ def _describe(error: dict, prefix: str = "") -> str:
     key = prefix + ".".join(str(part) for part in error["loc"]) if error["loc"] else ""
     if not key:
         return error["msg"].removeprefix("Value error, ")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "value_error" and message.startswith(key):  # a validator's message names its keys
+        return message
     if error["type"] == "missing":
         return f"{key}: required, and missing"
     if error["type"] == "extra_forbidden":
         reason = "no such option" if prefix else "TorchServe would ignore it silently"
         return f"unknown key '{key}' = {error['input']!r} ({reason})"
-    return f"{key} = {error.get('input')!r}: {error['msg'].removeprefix('Value error, ')}"
+    return f"{key} = {error.get('input')!r}: {message}"
 
 
 def parse_options(model: type[BaseModel] | None, options: dict, handler: str) -> BaseModel | None:

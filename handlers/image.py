@@ -6,15 +6,18 @@ Accepted request bodies (one request may carry one image or a list of them):
 - JSON `{"image" | "data" | "inputs": X}` or a bare JSON list, where X is one image as nested lists of pixel
   intensities 0..255 ((H, W) grayscale, (H, W, 3) colour), a list of such images, a base64 string, or a list of
   base64 strings.
-Encoded images are converted to the configured channels, inverted to white-on-black when their background is
-light, and fitted to the configured size; pixel arrays must already have that size.
+Every image, encoded or pixels, of any size, takes one path (`handlers.imaging`): converted to the configured
+channels (encoded ones turned upright by their EXIF orientation), inverted when `handler.image.background` says
+so, and fitted to the configured size as `handler.image.fit` says; `DecodedImages` carries each image's
+`Placement` (where it landed in the model input).
 Answer per image: `{"predicted_label": int, "label": str, "probabilities": [p0, ...]}` (or `"top_k"`), the
-`ImageAnswer` of `handlers.answers`. The pixel operations live in `handlers.imaging`.
+`ImageAnswer` of `handlers.answers`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -23,11 +26,11 @@ import torch
 from handlers import imaging
 from handlers.answers import ImageAnswer
 from handlers.base import Decoded, ServingHandler
-from handlers.classification import check_class_scores, class_probabilities
+from handlers.classification import check_class_scores, class_probabilities, ranked_answer
 from handlers.config import ImageInput
 from handlers.decoding import check_finite, decode_base64, numeric_array, read_body
-from handlers.errors import ClientError, ValidationError
-from handlers.imaging import digit_box, image_pixels, light_background, open_image, resize
+from handlers.errors import ClientError, PayloadTooLarge, ValidationError
+from handlers.imaging import Fitted, Placement, image_pixels, light_background, open_image, whole_intensities
 from handlers.oip import OPEN_INFERENCE, OipError, OipRequest, class_scores, finite_float32, single_input
 from handlers.outputs import ModelOutputs
 
@@ -43,6 +46,14 @@ def unwrap_payload(body: object, max_npy_bytes: int) -> object:
             raise ValidationError(f"JSON object needs one of the keys {list(PAYLOAD_KEYS)}; got {sorted(body)}")
         return body[key]
     return body
+
+
+@dataclass(frozen=True)
+class DecodedImages(Decoded):
+    """An image request after decode: `inputs` (n, C, H, W) and each image's `Placement`, in item order (where
+    the fit put it in the model input: a detector maps its boxes back to the request image with it)."""
+
+    placements: tuple[Placement, ...] = ()
 
 
 class ImageClassifier(ServingHandler):
@@ -64,34 +75,45 @@ class ImageClassifier(ServingHandler):
         s = self.image
         return self.to_tensor(np.zeros((1, s.height, s.width, s.channels), dtype=np.float32))
 
-    def decode(self, body: object) -> Decoded:
+    def decode(self, body: object) -> DecodedImages:
         payload = unwrap_payload(body, max_npy_bytes=self.image.max_pixels * 8)
-        images, many = self.pixel_images(payload)
-        return Decoded(self.to_tensor(images), many=many)
+        images, many = self.source_images(payload)
+        return self.decoded(images, many)
 
-    def decode_oip(self, request: OipRequest) -> Decoded:
+    def decode_oip(self, request: OipRequest) -> DecodedImages:
         """The request's one input tensor (FP32 or UINT8) of intensities 0..255 (as the JSON form), shape
-        [n, H, W] or [n, 1, H, W] for grayscale, [n, H, W, 3] or [n, 3, H, W] for colour -> Decoded (a list)."""
+        [n, H, W] or [n, 1, H, W] for grayscale, [n, H, W, 3] or [n, 3, H, W] for colour, any H and W (fitted
+        as the REST forms are) -> DecodedImages (a list)."""
         s = self.image
         tensor = single_input(request, ("FP32", "UINT8"))
         array = finite_float32(tensor)
         if array.ndim == 4 and array.shape[1] == s.channels and (s.channels == 1 or array.shape[3] != 3):
             array = array[:, 0] if s.channels == 1 else array.transpose(0, 2, 3, 1)
-        one = (s.height, s.width) if s.channels == 1 else (s.height, s.width, 3)
-        if array.ndim != len(one) + 1 or array.shape[1:] != one or not len(array):
-            planes = f"{s.channels}, {s.height}, {s.width}"
-            forms = (f"[n, {s.height}, {s.width}] or [n, {planes}]" if s.channels == 1
-                     else f"[n, {s.height}, {s.width}, 3] or [n, {planes}]")
+        if array.ndim != (3 if s.channels == 1 else 4) or (s.channels == 3 and array.shape[-1] != 3):
+            forms = "[n, H, W] or [n, 1, H, W]" if s.channels == 1 else "[n, H, W, 3] or [n, 3, H, W]"
             raise OipError(f"input '{tensor.name}': shape {list(tensor.array.shape)} is not an image batch; "
-                           f"expected {forms} with n >= 1")
+                           f"expected {forms} with n >= 1 (any H and W: fitted to {s.width}x{s.height})")
         try:
-            images, _ = self.from_array(array)
+            images, _ = self.from_array(array, batch=True)
         except ClientError as error:
             raise OipError(f"input '{tensor.name}': {error.message}", error.status, error.phrase) from None
-        return Decoded(self.to_tensor(images), many=True)
+        return self.decoded(images, many=True)
 
-    def pixel_images(self, payload: object) -> tuple[list[np.ndarray], bool]:
-        """Payload -> white-on-black pixel arrays of the configured size, and whether a list was sent."""
+    def decoded(self, images: Sequence[np.ndarray], many: bool) -> DecodedImages:
+        """Source images (H, W[, C]) of any size -> DecodedImages: each fitted, the model input, placements."""
+        fitted = [self.fit(pixels) for pixels in images]
+        return DecodedImages(self.to_tensor([f.pixels for f in fitted]), many=many,
+                             placements=tuple(f.placement for f in fitted))
+
+    def fit(self, pixels: np.ndarray) -> Fitted:
+        """One source image -> the model's size (`handlers.imaging.fit`), inverted when the background is light
+        (`handler.image.background`: always, never, or judged per image from its border)."""
+        background = self.image.background
+        invert = background == "light" or (background == "auto" and light_background(pixels))
+        return imaging.fit(pixels, self.image, invert)
+
+    def source_images(self, payload: object) -> tuple[list[np.ndarray], bool]:
+        """Payload -> source images (H, W[, 3]) 0..255 of any size, and whether a list was sent."""
         if isinstance(payload, bytes):
             return [self.from_encoded(payload)], False
         if isinstance(payload, str):
@@ -108,38 +130,31 @@ class ImageClassifier(ServingHandler):
         )
 
     def from_encoded(self, data: bytes) -> np.ndarray:
-        """An encoded image -> (H, W[, 3]) white-on-black pixels fitted to the configured size."""
-        s = self.image
-        pixels = self.orient(image_pixels(open_image(data, s.max_pixels), s.channels))
-        if pixels.shape[:2] == (s.height, s.width):
-            return pixels
-        if s.channels == 1 and s.fit == "digit_box":
-            return digit_box(pixels, s.width, s.height)
-        return resize(pixels, s.width, s.height)
+        """An encoded image -> (H, W[, 3]) uint8 pixels in the configured channels, upright."""
+        return image_pixels(open_image(data, self.image.max_pixels), self.image.channels)
 
-    def from_array(self, array: np.ndarray) -> tuple[list[np.ndarray], bool]:
-        """Pixel array of one image (H, W[, 3]) or of n images (n, H, W[, 3]) -> list of images."""
+    def from_array(self, array: np.ndarray, batch: bool | None = None) -> tuple[list[np.ndarray], bool]:
+        """Pixels of one image ((H, W) grayscale, (H, W, 3) colour) or of n images ((n, H, W[, 3])), any H and
+        W -> the list of images (whole numbers as uint8, the path of decoded images) and whether n were sent.
+        `batch`: the array is n images (OIP); None: told by its number of axes."""
         s = self.image
-        one = (s.height, s.width) if s.channels == 1 else (s.height, s.width, 3)
-        if array.shape == one:
-            images, many = [array], False
-        elif array.ndim == len(one) + 1 and array.shape[1:] == one and len(array):
-            self.check_count(len(array))
-            images, many = list(array), True
-        else:
-            raise ValidationError(f"image array has shape {list(array.shape)}; expected {list(one)} "
-                                  f"for one image or [n, {', '.join(map(str, one))}] for n images")
+        one_ndim = 2 if s.channels == 1 else 3
+        many = array.ndim == one_ndim + 1 if batch is None else batch
+        if array.ndim != one_ndim + many or (s.channels == 3 and array.shape[-1] != 3) or not array.size:
+            one = "H, W" if s.channels == 1 else "H, W, 3"
+            raise ValidationError(f"image array has shape {list(array.shape)}; expected [{one}] for one image or "
+                                  f"[n, {one}] for n images (any H and W: fitted to {s.width}x{s.height})")
+        height, width = array.shape[many:many + 2]
+        if height * width > s.max_pixels:
+            raise PayloadTooLarge(f"image array of {width}x{height} = {width * height} pixels; at most "
+                                  f"{s.max_pixels} allowed")
         low, high = float(array.min()), float(array.max())
         if low < 0 or high > 255:
             raise ValidationError(f"pixel values must be within [0, 255]; got min {low:g}, max {high:g}")
-        return [self.orient(image) for image in images], many
-
-    def orient(self, pixels: np.ndarray) -> np.ndarray:
-        """White ink on black, as the model was trained: invert light-background images."""
-        background = self.image.background
-        if background == "light" or (background == "auto" and light_background(pixels)):
-            return 255.0 - pixels
-        return pixels
+        if many:
+            self.check_count(len(array))
+        pixels = whole_intensities(array)
+        return (list(pixels) if many else [pixels]), many
 
     def to_tensor(self, pixels: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
         """(n, H, W[, C]) intensities 0..255, or n (H, W[, C]) images -> normalised (n, C, H, W) float32
@@ -161,18 +176,5 @@ class ImageClassifier(ServingHandler):
         return class_scores(outputs.main)
 
     def answer(self, probabilities: list[float]) -> ImageAnswer:
-        """One image's answer from its probabilities, one per class in index order (ties: the lowest index)."""
-        classes = range(len(probabilities))
-        index = max(classes, key=probabilities.__getitem__)
-        answer: ImageAnswer = {"predicted_label": index, "label": self.label(index)}
-        if self.settings.top_k:
-            ranked = sorted(classes, key=probabilities.__getitem__, reverse=True)[: self.settings.top_k]
-            answer["top_k"] = [
-                {"index": i, "label": self.label(i), "probability": round(probabilities[i], 6)} for i in ranked
-            ]
-        else:
-            answer["probabilities"] = [round(p, 6) for p in probabilities]
-        return answer
-
-    def label(self, index: int) -> str:
-        return self.labels[index] if self.labels and index < len(self.labels) else str(index)
+        """One image's answer from its probabilities, one per class in index order (`ranked_answer`)."""
+        return ranked_answer(probabilities, self.labels, self.settings.top_k)

@@ -14,7 +14,8 @@ Request  `{"id"?, "parameters"?, "inputs": [{"name", "shape", "datatype", "param
          extension is supported both ways: with the header `Inference-Header-Content-Length: <n>` the first n
          bytes are the JSON and the tensors whose `parameters.binary_data_size` is set follow it, in input order,
          little-endian; an output is sent binary when it (`parameters.binary_data`) or the request
-         (`parameters.binary_data_output`) asks, with the same response header.
+         (`parameters.binary_data_output`) asks, with the same response header. `BYTES` tensors (text) hold
+         strings in JSON `data`, and in binary each element as a 4-byte little-endian length and its bytes.
 Response `{"model_name", "model_version", "id", "outputs": [{"name", "shape", "datatype", "data"}]}`; `id` is the
          request's own, else TorchServe's request id.
 Errors   `{"error": "<message>"}` with the request's 4xx (`OipError`); the rest of its batch is answered.
@@ -46,7 +47,9 @@ if TYPE_CHECKING:  # annotations only
 
 BINARY_HEADER = "inference-header-content-length"
 BINARY_CONTENT_TYPE = "application/octet-stream"
-# OIP datatype -> numpy dtype (little-endian, as the binary extension sends them). BYTES is not a numeric tensor.
+BYTES = "BYTES"  # strings: JSON strings, or in binary each element's 4-byte little-endian length and its bytes
+# OIP datatype -> numpy dtype (little-endian, as the binary extension sends them). BYTES is not a numeric tensor:
+# its Tensor.array is an object array of each element's bytes.
 DATATYPES: dict[str, np.dtype] = {
     name: np.dtype(code).newbyteorder("<")
     for name, code in {
@@ -78,7 +81,8 @@ class OipError(ClientError):
 
 @dataclass(frozen=True)
 class Tensor:
-    """One decoded input tensor: its name, declared datatype and the data as an array of the declared shape."""
+    """One decoded input tensor: its name, declared datatype and the data as an array of the declared shape
+    (for BYTES an object array of each element's bytes)."""
 
     name: str
     datatype: str
@@ -190,30 +194,98 @@ def _input_tensor(item: object, index: int, binary: bytes | None, offset: int) -
                                                for d in shape):
         raise OipError(f"input '{name}': 'shape' must be a list of non-negative integers, got {shape!r}")
     datatype = item.get("datatype")
-    if datatype not in DATATYPES:
-        raise OipError(f"input '{name}': datatype {datatype!r} is not a numeric OIP datatype "
-                       f"({', '.join(DATATYPES)})")
+    if datatype not in DATATYPES and datatype != BYTES:
+        raise OipError(f"input '{name}': datatype {datatype!r} is not an OIP datatype "
+                       f"({', '.join([*DATATYPES, BYTES])})")
     size = _parameters(item.get("parameters"), f"input '{name}'").get("binary_data_size")
     if size is not None:
-        return Tensor(name, datatype, _binary_data(binary, offset, size, name, datatype, shape)), offset + size
+        read = _binary_strings if datatype == BYTES else _binary_data
+        return Tensor(name, datatype, read(binary, offset, size, name, datatype, shape)), offset + size
     if "data" not in item:
         raise OipError(f"input '{name}' has no 'data' (nor parameters.binary_data_size)")
-    return Tensor(name, datatype, _json_data(item["data"], name, datatype, shape)), offset
+    read = _json_strings if datatype == BYTES else _json_data
+    return Tensor(name, datatype, read(item["data"], name, datatype, shape)), offset
+
+
+def _binary_part(binary: bytes | None, offset: int, size: object, name: str) -> bytes:
+    """The `size` bytes of the binary part from `offset` that input `name` declares."""
+    if binary is None:
+        raise OipError(f"input '{name}' has binary_data_size but the request has no "
+                       "Inference-Header-Content-Length header")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise OipError(f"input '{name}': binary_data_size must be a non-negative integer, got {size!r}")
+    if offset + size > len(binary):
+        raise OipError(f"input '{name}': binary data ends after {len(binary) - offset} of {size} bytes")
+    return binary[offset:offset + size]
 
 
 def _binary_data(binary: bytes | None, offset: int, size: object, name: str, datatype: str,
                  shape: list[int]) -> np.ndarray:
     """`size` bytes of the binary part from `offset` as an array of `shape` (little-endian `datatype`)."""
     dtype, count = DATATYPES[datatype], math.prod(shape)
-    if binary is None:
-        raise OipError(f"input '{name}' has binary_data_size but the request has no "
-                       "Inference-Header-Content-Length header")
-    if not isinstance(size, int) or isinstance(size, bool) or size != count * dtype.itemsize:
+    if isinstance(size, int) and not isinstance(size, bool) and size != count * dtype.itemsize:
         raise OipError(f"input '{name}': binary_data_size {size!r} does not match shape {shape} of {datatype} "
                        f"({count * dtype.itemsize} bytes)")
-    if offset + size > len(binary):
-        raise OipError(f"input '{name}': binary data ends after {len(binary) - offset} of {size} bytes")
-    return np.frombuffer(binary, dtype=dtype, count=count, offset=offset).reshape(shape)
+    return np.frombuffer(_binary_part(binary, offset, size, name), dtype=dtype, count=count).reshape(shape)
+
+
+def _binary_strings(binary: bytes | None, offset: int, size: object, name: str, datatype: str,
+                    shape: list[int]) -> np.ndarray:
+    """A BYTES tensor of the binary extension: each element a 4-byte little-endian length, then that many
+    bytes, in row-major order -> an object array of `shape` holding each element's bytes."""
+    data, count = _binary_part(binary, offset, size, name), math.prod(shape)
+    elements, position = [], 0
+    for index in range(count):
+        if position + 4 > len(data):
+            raise OipError(f"input '{name}': binary BYTES data ends before element {index} of {count}")
+        length = int.from_bytes(data[position:position + 4], "little")
+        position += 4
+        if position + length > len(data):
+            raise OipError(f"input '{name}': element {index} declares {length} bytes; "
+                           f"{len(data) - position} are left")
+        elements.append(data[position:position + length])
+        position += length
+    if position != len(data):
+        raise OipError(f"input '{name}': {len(data) - position} bytes after the {count} elements of shape {shape}")
+    return _object_array(elements, shape)
+
+
+def _json_strings(data: object, name: str, datatype: str, shape: list[int]) -> np.ndarray:
+    """JSON `data` of a BYTES tensor, flat or nested strings, as an object array of `shape` holding each
+    string's UTF-8 bytes (the binary form's elements)."""
+    if not isinstance(data, list):
+        raise OipError(f"input '{name}': 'data' must be a list, got {type(data).__name__}")
+    flat: list[bytes] = []
+    _flatten_strings(data, name, flat)
+    if len(flat) != math.prod(shape):
+        raise OipError(f"input '{name}': shape {shape} needs {math.prod(shape)} values; 'data' has {len(flat)}")
+    if any(isinstance(item, list) for item in data):
+        try:
+            nested = list(np.asarray(data, dtype=np.str_).shape)
+        except ValueError:
+            raise OipError(f"input '{name}': 'data' is ragged (nested lists of unequal lengths)") from None
+        if nested != shape:
+            raise OipError(f"input '{name}': nested 'data' has shape {nested}, not the declared {shape}")
+    return _object_array(flat, shape)
+
+
+def _flatten_strings(value: object, name: str, out: list[bytes]) -> None:
+    if isinstance(value, list):
+        for item in value:
+            _flatten_strings(item, name, out)
+    elif isinstance(value, str):
+        try:
+            out.append(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise OipError(f"input '{name}': element {len(out)} is not valid Unicode (a lone surrogate)") from None
+    else:
+        raise OipError(f"input '{name}': BYTES 'data' must hold only strings, got {type(value).__name__}")
+
+
+def _object_array(elements: list[bytes], shape: list[int]) -> np.ndarray:
+    array = np.empty(len(elements), dtype=object)
+    array[:] = elements
+    return array.reshape(shape)
 
 
 def _json_data(data: object, name: str, datatype: str, shape: list[int]) -> np.ndarray:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`, after make has rebuilt whatever is stale: benchmark the served mnist model
-# (python -m toolkit.bench) and write bench/results/<timestamp>.*, then compare REST vs gRPC and TorchScript vs
-# ONNX Runtime (python -m toolkit.bench.compare) on the shipped model configs.
+# (python -m toolkit.bench) and write bench/results/<timestamp>.*, then the resnet18 photo model served against
+# its raw forward (python -m toolkit.bench.photos), then compare REST vs gRPC and TorchScript vs ONNX Runtime
+# (python -m toolkit.bench.compare) on the shipped model configs.
 #
 #   bash scripts/bench.sh                 full matrix (~12-15 min on 2 cores; run it on an otherwise idle machine)
 #   bash scripts/bench.sh --quick         reduced matrix (~3 min)
@@ -24,15 +25,19 @@ fi
 "$PY" -m toolkit.prereqs --install --quiet wrk java
 
 publish=(--publish-plot bench/plot.png)
+photos=(--model resnet18)
 remote=0
 for arg in "${args[@]}"; do
   case "$arg" in
-    --quick | --out-dir | --out-dir=*) publish=() ;;
+    --quick) publish=() photos+=(--quick) ;;
+    --out-dir | --out-dir=*) publish=() ;;
     --url | --url=*) publish=() remote=1 ;;
   esac
 done
 echo "load before the run: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min); other heavy processes skew every figure"
 "$PY" -m toolkit.bench "${publish[@]}" "${args[@]}"
 if [ "$remote" = 0 ]; then
+  # the compute-heavy photo model: served images/s against its raw forward (toolkit/bench/photos.py)
+  "$PY" -m toolkit.bench.photos "${photos[@]}"
   exec "$PY" -m toolkit.bench.compare
 fi

@@ -5,6 +5,10 @@ Models (one module each, registered in ``BUILDERS``; shared parts in ``training`
            stratified 20 % held-out split (never trained on), plus an out-of-distribution set of
            font-rendered digits (accuracy reported, no threshold).
   tabular  ``TabularMLP`` on sklearn's breast-cancer data, stratified 20 % held-out split.
+  resnet18 ``ResNet18`` (torchvision's architecture) with random weights, BatchNorm statistics from
+           scikit-image's sample photos: the compute-heavy example (no accuracy: it knows no classes).
+  fortunes ``TokenBagClassifier`` on Debian's fortunes database by topic, with a WordPiece tokenizer trained on
+           the training split; stratified 20 % held-out split.
 
 Per model the directory holds ``<name>.pt`` (TorchScript, the legacy format, checked against the eager
 module on the whole held-out set), ``<name>.onnx`` (checked with onnx.checker and onnxruntime against
@@ -32,7 +36,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from examples.demo_models import mnist, tabular
+from examples.demo_models import fortunes, mnist, resnet18, tabular
 from examples.demo_models.training import Log
 from toolkit.paths import BUILD_MODELS
 
@@ -78,6 +82,8 @@ class Result:
 BUILDERS: dict[str, Callable[[Path, int, Log], dict]] = {
     "mnist": mnist.build,
     "tabular": tabular.build,
+    "resnet18": resnet18.build,
+    "fortunes": fortunes.build,
 }
 
 

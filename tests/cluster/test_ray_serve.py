@@ -94,7 +94,7 @@ def test_held_out_answers_equal_torchserve_s(cluster: Cluster, model: str) -> No
 
 def test_a_bad_request_inside_a_batch_gets_its_400_and_batch_mates_their_200(cluster: Cluster) -> None:
     good = [(png(f"{i}.png"), "image/png") for i in range(7)]
-    bad = (json.dumps({"image": [[0] * 27] * 28}).encode(), "application/json")
+    bad = (json.dumps({"image": [0] * 28}).encode(), "application/json")  # one row: no image
     for _ in range(3):  # three rounds: batch-mates are whatever arrives together, answers must not depend on it
         answers = post_all(cluster, "/predictions/mnist", [*good[:3], bad, *good[3:]], in_flight=8)
         statuses = [status for status, _ in answers]

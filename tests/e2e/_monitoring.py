@@ -27,7 +27,7 @@ def good(images: int = 1) -> PostRequest:
 
 BAD = {
     "decode_error": PostRequest(PATH, random_image_bytes(), "image/png"),
-    "validation_error": PostRequest(PATH, json.dumps({"image": [[0] * 27] * 28}).encode()),  # wrong shape
+    "validation_error": PostRequest(PATH, json.dumps({"image": [0] * 28}).encode()),  # wrong shape: one row
     "payload_too_large": PostRequest(PATH, json.dumps({"image": [DIGIT] * (MAX_INPUTS + 1)}).encode()),
 }
 STATUS = {"ok": 200, "decode_error": 400, "validation_error": 400, "payload_too_large": 413}

@@ -120,3 +120,17 @@ def test_peers_phase_measures_ours_and_a_peer(bench_run: tuple[dict, Path, str])
     assert {c["input"] for c in rows["ours: TorchServe"]["cells"]} == {"json", "16x json", "16x npy", "16x png_list"}
     markdown = (out / f"{result['meta']['timestamp']}.md").read_text()
     assert "## Peers" in markdown and "## Sizing" in markdown
+
+
+def test_the_photo_bench_runs_and_writes_its_figures(tmp_path: Path) -> None:
+    """`python -m toolkit.bench.photos` (make bench's resnet18 phase), tiny: every figure measured, no error."""
+    require_built(ROOT / "model_store" / "resnet18.mar", "make archive")
+    args = ["--workers", "1", "--seconds", "2", "--warmup", "1", "--raw-seconds", "0.6", "--out-dir", str(tmp_path)]
+    done = subprocess.run([sys.executable, "-m", "toolkit.bench.photos", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, f"photo bench failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    (out,) = tmp_path.glob("*-photos-resnet18.json")
+    result = json.loads(out.read_text())
+    assert result["served_errors"] == 0 and result["workers"] == 1 and result["batch_size"] == 8
+    assert min(result["raw_forward"], result["handler_offline"], result["served"]) > 0
+    assert result["served_share"] == round(result["served"] / result["raw_forward"], 3)

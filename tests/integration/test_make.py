@@ -27,6 +27,8 @@ SOURCES = ("Makefile", "pyproject.toml", "config", "handlers", "toolkit", "examp
 DEMO = {
     "mnist": ("mnist.pt", "mnist.onnx", "index_to_name.json", "heldout.npz"),
     "tabular": ("tabular.pt", "tabular.onnx", "index_to_name.json", "heldout.npz"),
+    "resnet18": ("resnet18.pt", "resnet18.onnx"),
+    "fortunes": ("fortunes.pt", "tokenizer.json", "index_to_name.json", "heldout.json"),
 }
 ARCHIVES = tuple(sorted(p.stem for p in (ROOT / "config" / "models").glob("*.yaml")))  # mnist, mnist_torchscript, ...
 T0 = 1_700_000_000  # sources; each build step's outputs are one step newer than its inputs
@@ -171,9 +173,9 @@ def test_a_touched_labels_file_rearchives_its_model_and_nothing_else(own_model):
 def test_training_code_edit_retrains_and_rearchives(tree):
     touch(tree, "examples/demo_models/build_models.py")
     commands = plan(tree, "serve")
-    assert trained(commands) == {"mnist", "tabular"}
+    assert trained(commands) == set(DEMO)
     assert archived(commands) == set(ARCHIVES)
-    assert sum("build_models" in line for line in commands) == 2  # one run per model, not one per file
+    assert sum("build_models" in line for line in commands) == len(DEMO)  # one run per model, not one per file
 
 
 def test_one_models_training_code_retrains_that_model_only(tree):
@@ -183,6 +185,8 @@ def test_one_models_training_code_retrains_that_model_only(tree):
     assert archived(commands) == {"tabular", "tabular_onnx"}
     touch(tree, "examples/demo_models/digits.py")
     assert trained(plan(tree, "serve")) == {"mnist", "tabular"}
+    touch(tree, "examples/demo_models/fortunes.py")
+    assert trained(plan(tree, "serve")) == {"mnist", "tabular", "fortunes"}
 
 
 def test_missing_model_folder_is_rebuilt(tree):
@@ -231,3 +235,8 @@ def test_help_lists_every_phony_target_and_knob(tree):
     assert set(phony) == listed
     for knob in ("MODEL", "VERSION", "DRAIN_DEADLINE_S", "BENCH_ARGS", "MINUTES", "RATE"):
         assert re.search(rf"\b{knob}=", result.stdout), knob
+
+
+def test_the_image_pipeline_retrains_the_image_models_only(tree):
+    touch(tree, "handlers/imaging.py")
+    assert trained(plan(tree, "serve")) == {"mnist", "resnet18"}

@@ -13,6 +13,7 @@ from toolkit.export.architectures import (
     ARCHITECTURES,
     INPUT_SHAPES,
     MnistCNN,
+    ResNet18,
     StateDictMismatchError,
     TabularMLP,
     UnknownArchitectureError,
@@ -22,10 +23,27 @@ from toolkit.export.torchscript import CheckpointError, export_checkpoint, load_
 
 
 def test_registry_names_and_input_shapes() -> None:
-    assert set(ARCHITECTURES) == {"mnist_cnn", "tabular_mlp"}
+    assert set(ARCHITECTURES) == {"mnist_cnn", "resnet18", "tabular_mlp"}
     assert set(INPUT_SHAPES) == set(ARCHITECTURES)
     assert isinstance(ARCHITECTURES["mnist_cnn"](), MnistCNN)
     assert isinstance(ARCHITECTURES["tabular_mlp"](), TabularMLP)
+    assert isinstance(ARCHITECTURES["resnet18"](), ResNet18)
+
+
+def test_resnet18_has_torchvisions_structure() -> None:
+    """torchvision's resnet18: 11,689,512 parameters for 1000 classes, its 122 state_dict entries and names."""
+    model = ResNet18().eval()
+    assert sum(p.numel() for p in model.parameters()) == 11_689_512
+    state = model.state_dict()
+    assert len(state) == 122
+    shapes = {"conv1.weight": (64, 3, 7, 7), "layer1.0.conv1.weight": (64, 64, 3, 3),
+              "layer2.0.downsample.0.weight": (128, 64, 1, 1), "layer2.0.downsample.1.running_var": (128,),
+              "layer4.1.bn2.weight": (512,), "fc.weight": (1000, 512), "fc.bias": (1000,)}
+    assert {key: tuple(state[key].shape) for key in shapes} == shapes
+    assert not any("downsample" in key for key in state if key.startswith(("layer1.", "layer2.1", "layer3.1")))
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 224, 224)).shape == (2, 1000)
+        assert ResNet18(num_classes=7, width=8)(torch.randn(1, 3, 64, 96)).shape == (1, 7)
 
 
 def test_mnist_cnn_shapes_and_log_probabilities() -> None:
@@ -65,7 +83,7 @@ def test_build_from_state_dict_reproduces_the_model(arch: str) -> None:
 
 
 def test_unknown_architecture_is_named() -> None:
-    with pytest.raises(UnknownArchitectureError, match="'resnet'.*mnist_cnn, tabular_mlp"):
+    with pytest.raises(UnknownArchitectureError, match="'resnet'.*mnist_cnn, resnet18, tabular_mlp"):
         build_from_state_dict("resnet", {})
 
 
@@ -123,7 +141,7 @@ def cli_main() -> Callable[[list[str]], int]:
 @pytest.mark.parametrize(
     ("arch", "drop", "extra", "message"),
     [
-        ("nope", None, None, "unknown architecture 'nope'; known: mnist_cnn, tabular_mlp"),
+        ("nope", None, None, "unknown architecture 'nope'; known: mnist_cnn, resnet18, tabular_mlp"),
         ("tabular_mlp", None, "surplus", "unexpected keys ['surplus']"),
         ("mnist_cnn", "fc1.weight", None, "missing keys ['fc1.weight']"),
     ],

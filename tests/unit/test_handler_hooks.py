@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from handlers.base import Batch, Decoded, ServingHandler
+from handlers.base import Batch, ServingHandler
 from handlers.errors import DecodeError
-from handlers.image import ImageClassifier
+from handlers.image import DecodedImages, ImageClassifier
 from tests.served import digit_pixels, png_bytes
 
 TOL = 2e-6  # answers are rounded to 6 decimals
@@ -78,7 +78,7 @@ def test_each_hook_is_called_once_per_batch_in_order_with_documented_values(make
     assert [name for name, _ in served.handler.calls] == ["preprocess", "inference", "postprocess"]
     (_, rows), (_, before), (_, after) = served.handler.calls
     assert rows == [{"body": png}, {"body": b""}, {"body": {"image": pair}}]  # TorchServe's rows, untouched
-    assert [type(r) for r in before.results] == [Decoded, DecodeError, Decoded]
+    assert [type(r) for r in before.results] == [DecodedImages, DecodeError, DecodedImages]
     (images,) = before.inputs
     assert images.shape == (3, 1, 28, 28) and before.outputs is None  # 1 + 2 images, in request order
     assert after.outputs.main.shape == (3, 10) and after.outputs.main.device == torch.device("cpu")

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
+from handlers import HANDLERS
 from handlers.config import load_model_yaml
 from handlers.errors import ModelConfigError
 from tests.paths import ROOT
 
 SHIPPED = sorted((ROOT / "config" / "models").glob("*.yaml"))
+PHOTO = "width: 224, height: 224, channels: 3, mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2]"
 VALID = """\
 batchSize: 8
 maxBatchDelay: 5
@@ -24,7 +27,7 @@ archive:
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_shipped_model_yamls_are_valid(path):
     config = load_model_yaml(path)
-    assert config.archive is not None and config.handler.name in ("image_classifier", "tabular_classifier")
+    assert config.archive is not None and (config.handler.name in HANDLERS or config.handler.module)
     assert "archive" not in config.torchserve_config()
 
 
@@ -42,16 +45,36 @@ def test_yaml_keys_map_to_unit_named_fields(tmp_path):
     (("batchSize: 8", "batchSize: 0"), "batchSize = 0: Input should be greater than or equal to 1"),
     (("maxBatchDelay: 5", "maxBatchDelay: 0"), "maxBatchDelay = 0: Input should be greater than or equal to 1"),
     (("  name: image_classifier", "  name: image_classifer"),
-     "handler.name = 'image_classifer': Input should be 'image_classifier' or 'tabular_classifier'"),
+     "handler.name = 'image_classifer': Input should be 'image_classifier', 'tabular_classifier' or "
+     "'text_classifier'"),
     (("  name: image_classifier", "  name: image_classifier\n  top_k: 2000"),
      "handler.top_k = 2000: Input should be less than or equal to 1000"),
     (("batchSize: 8", "batchSize: 8\nminWorkers: 3\nmaxWorkers: 2"), "minWorkers = 3 exceeds maxWorkers = 2"),
     (("  name: image_classifier", "  name: image_classifier\n  module: mine.py:Mine"),
-     "handler: set exactly one of name (a handler of the library: image_classifier, tabular_classifier) and module"),
+     "handler: set exactly one of name (a handler of the library: image_classifier, tabular_classifier, "
+     "text_classifier) and module"),
     (("  name: image_classifier", "  labels: x.json"), "handler: set exactly one of name"),
     (("  name: image_classifier", "  module: mine.py"), "handler.module = 'mine.py': String should match pattern"),
     (("  name: image_classifier", "  name: image_classifier\n  image: {width: 28}"),
      "handler.image.height: required, and missing; handler.image.channels: required"),
+    *[(("  name: image_classifier", f"  name: image_classifier\n  image: {{{PHOTO}, {image}}}"), expected)
+      for image, expected in [
+          ("fit: center_crop", "handler.image.fit = 'center_crop' needs handler.image.resize"),
+          ("fit: center_crop, resize: 200", "handler.image.resize = 200 is smaller than the 224x224 crop"),
+          ("fit: stretch, resize: 256", "handler.image.resize = 256 is read only with fit: center_crop"),
+          ("fit: center_crop, resize: 256, pad_value: 114", "handler.image.pad_value is read only with fit: letterbox"),
+          ("fit: digit_box", "handler.image.fit = 'digit_box' is the MNIST layout of grayscale digits"),
+          ("fit: crop", "handler.image.fit = 'crop': Input should be 'stretch', 'center_crop', 'letterbox' or"),
+      ]],
+    (("  name: image_classifier", "  name: text_classifier\n  text: {tokenizer: tok.json}"),
+     "handler.text.max_length: required, and missing"),
+    (("  name: image_classifier", "  name: text_classifier\n  text: {tokenizer: ../tok.json, max_length: 8}"),
+     "handler.text.tokenizer = '../tok.json': '../tok.json' is not a path inside the archive"),
+    (("  name: image_classifier", "  name: text_classifier\n  text: {tokenizer: t.json, max_length: 8, "
+                                  "inputs: [input_ids, input_ids]}"),
+     "handler.text.inputs = ['input_ids', 'input_ids']: each input at most once"),
+    (("  name: image_classifier", "  name: text_classifier\n  text: {tokenizer: t.json, max_length: 8, "
+                                  "inputs: [ids]}"), "handler.text.inputs.0 = 'ids': Input should be 'input_ids'"),
 ])
 def test_mistakes_name_file_key_value_and_allowed(tmp_path: Path, change, expected):
     path = tmp_path / "broken.yaml"
@@ -113,3 +136,14 @@ def test_ray_settings_are_derived_from_torchserve_keys(tmp_path):
 def test_bad_ray_settings_are_refused_naming_the_key(tmp_path, extra, message):
     with pytest.raises(ModelConfigError, match=message.replace(".", r"\.")):
         load_model_yaml(_with(tmp_path, extra))
+
+
+def test_labels_null_survives_the_archives_model_config(tmp_path):
+    """`handler.labels: null` (no labels file) is packed as such: left out, it would mean the default file."""
+    path = tmp_path / "m.yaml"
+    path.write_text(VALID.replace("  name: image_classifier", "  name: image_classifier\n  labels: null"))
+    packed = load_model_yaml(path).torchserve_config()
+    assert packed["handler"]["labels"] is None
+    reread = tmp_path / "packed.yaml"
+    reread.write_text(yaml.safe_dump({**packed, "archive": {"model_file": "m.pt"}}))
+    assert load_model_yaml(reread).handler.labels is None

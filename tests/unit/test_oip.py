@@ -121,7 +121,7 @@ def test_requested_outputs_only_and_parameters_accepted(image_handler):
     ([tensor([1] * 784, [1, 28, 28], "INT64", "pix")], ["'pix'", "INT64", "FP32 or UINT8"]),
     ([tensor(["a"] * 784, [1, 28, 28], "BYTES", "pix")], ["'pix'", "BYTES"]),
     ([tensor([0.0] * 783, [1, 28, 28], name="pix")], ["'pix'", "784", "783"]),
-    ([tensor([0.0] * 784, [1, 784], name="pix")], ["'pix'", "[1, 784]", "[n, 28, 28]"]),
+    ([tensor([0.0] * 784, [1, 784], name="pix")], ["'pix'", "[1, 784]", "[n, H, W]"]),
     ([tensor([0.0] * 784, [784], name="pix")], ["'pix'", "[784]"]),
     ([tensor([[0.0] * 28] * 28, [1, 28, 28], name="pix")], ["'pix'", "nested", "[28, 28]"]),
     ([tensor([300.0] * 784, [1, 28, 28], name="pix")], ["'pix'", "[0, 255]"]),

@@ -7,12 +7,16 @@ it), an eager model's source (`archive.model_source`, the manifest's `modelFile`
 (TorchServe's keys plus `handler:`). `Staged.inputs` lists every project file the archive is made of, for make's
 dependency file (`toolkit.archive.depfile`).
 
-Paths in the YAML are absolute or relative to the project root. The labels file (`handler.labels`, its name in
-the archive) is read from the folder of `archive.model_file`.
+Paths in the YAML are absolute or relative to the project root; a missing one is a one-line ModelConfigError
+naming its key and the path tried. The labels file (`handler.labels`, its name in the archive) is read from the
+folder of `archive.model_file`. `archive.extra_files` lists files and folders, each packed at the archive's root
+under its own name (a folder keeps its files below it); two different files with one archive path are refused,
+and every file the handler reads from the archive (labels, `handler.text.tokenizer`) must be among them.
 """
 
 from __future__ import annotations
 
+import filecmp
 import shutil
 import subprocess
 import sys
@@ -89,16 +93,76 @@ def resolve(path: str, what: str, hint: str = "") -> Path:
     return full
 
 
-def stage_handler_module(name: str, settings: HandlerSettings, extra: Path) -> list[Path]:
-    """Copy `handler.module`'s file into the archive root (next to `handlers/`); the files it takes."""
+class ArchiveLayout:
+    """The files of an archive by their path inside it (e.g. `tokenizer/vocab.json`), with where each came from
+    and the YAML key that put it there. Adding a different file under a path already taken is refused: the
+    archive would silently keep only one of them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files: dict[str, tuple[Path, str]] = {}
+
+    def add(self, arcname: str, source: Path, key: str) -> None:
+        """Copy `source` to `arcname`; ModelConfigError when another file already has that path."""
+        taken = self.files.get(arcname)
+        if taken is not None:
+            if taken[0] == source or filecmp.cmp(taken[0], source, shallow=False):
+                return
+            raise ModelConfigError(f"{key}: {source} would be packed as {arcname}, which {taken[1]} already packs "
+                                   f"from {taken[0]}; rename one of them (two files cannot share an archive path)")
+        self.files[arcname] = (source, key)
+        target = self.root / arcname
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+    def add_tree(self, source: Path, key: str) -> None:
+        """A file under its own name, or a folder kept as a folder: each of its files under `<folder>/...`."""
+        if source.is_file():
+            self.add(source.name, source, key)
+            return
+        for path in sorted(source.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                self.add(f"{source.name}/{path.relative_to(source).as_posix()}", path, key)
+
+    def reserve(self, arcname: str, source: Path, key: str) -> None:
+        """Claim `arcname` for a file torch-model-archiver writes itself (the model file), without copying."""
+        self.files[arcname] = (source, key)
+
+    @property
+    def sources(self) -> list[Path]:
+        return [source for source, _ in self.files.values()]
+
+
+def stage_handler_module(name: str, settings: HandlerSettings, layout: ArchiveLayout) -> None:
+    """Copy `handler.module`'s file into the archive root (next to `handlers/`)."""
     if settings.module is None:
-        return []
+        return
     source = resolve(settings.module.rsplit(":", 1)[0], "handler.module")
     if source.stem in ("handlers", Path(entry_file_name(name)).stem):
         raise ModelConfigError(f"handler.module: {source.name} would shadow the archive's "
                                f"{source.stem} module; rename the file")
-    shutil.copy2(source, extra / source.name)
-    return [source]
+    layout.add(source.name, source, "handler.module")
+
+
+def stage_labels(config: ModelYaml, model_file: Path, layout: ArchiveLayout) -> None:
+    """The labels file (`handler.labels`), read from the folder of archive.model_file."""
+    labels = config.handler.labels
+    if not labels:
+        return
+    source = model_file.parent / labels
+    if not source.is_file():
+        raise ModelConfigError(f"handler.labels: {source} does not exist (the labels file is read from the "
+                               "folder of archive.model_file; set handler.labels: null for none)")
+    layout.add(labels, source, "handler.labels")
+
+
+def check_packed(settings: HandlerSettings, layout: ArchiveLayout) -> None:
+    """Every file the handler reads from the archive (`HandlerSettings.archive_files`) is packed."""
+    for key, arcname in settings.archive_files().items():
+        if arcname not in layout.files:
+            raise ModelConfigError(f"{key}: {arcname} is not in the archive (it packs "
+                                   f"{sorted(layout.files)}); add the file, or the folder that holds it, to "
+                                   "archive.extra_files")
 
 
 def onnx_external_files(model_file: Path) -> list[Path]:
@@ -122,53 +186,52 @@ def onnx_external_files(model_file: Path) -> list[Path]:
     return files
 
 
-def stage_model_companions(model_file: Path, extra: Path) -> list[Path]:
-    """Copy the files the model file needs beside it (an ONNX model's external data) into the archive root."""
+def stage_model_companions(model_file: Path, layout: ArchiveLayout) -> None:
+    """Pack the files the model file needs beside it (an ONNX model's external data) into the archive root."""
     companions = onnx_external_files(model_file) if identify(model_file).kind is ModelKind.ONNX else []
     for path in companions:
-        shutil.copy2(path, extra / path.name)
-    return companions
+        layout.add(path.name, path, "archive.model_file (its ONNX external data)")
 
 
-def stage_model_source(name: str, config: ModelYaml, extra: Path) -> Path | None:
-    """An eager model's source file (`archive.model_source`), checked not to shadow a module of the archive."""
+def stage_model_source(name: str, config: ModelYaml, layout: ArchiveLayout) -> Path | None:
+    """An eager model's source file (`archive.model_source`, packed by torch-model-archiver as the manifest's
+    modelFile), checked not to shadow a module of the archive."""
     if config.archive.model_source is None:
         return None
     source = resolve(config.archive.model_source, "archive.model_source")
-    taken = {"handlers", Path(entry_file_name(name)).stem, *(path.stem for path in extra.glob("*.py"))}
+    top_level = (Path(arcname).stem for arcname in layout.files if "/" not in arcname and arcname.endswith(".py"))
+    taken = {"handlers", Path(entry_file_name(name)).stem, *top_level}
     if source.suffix != ".py" or source.stem in taken:
         raise ModelConfigError(f"archive.model_source: {source.name} must be a .py file whose name differs from "
                                f"the archive's modules {sorted(taken)}; rename the file")
+    layout.reserve(source.name, source, "archive.model_source")
     return source
 
 
 def stage(name: str, config: ModelYaml, version: str, into: Path) -> Staged:
-    """Lay out everything the archive carries under `into`."""
+    """Lay out everything the archive carries under `into`; ModelConfigError names a missing input (its key and
+    the path tried) or two files that would share an archive path."""
     settings = config.archive
     model_file = resolve(settings.model_file, "archive.model_file", " (run `make models` first)")
     extra = into / "extra"
     library = Path(handlers.__file__).parent
     shutil.copytree(library, extra / "handlers", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    inputs = [model_file, *sorted(library.rglob("*.py")), *stage_model_companions(model_file, extra)]
-    if config.handler.labels:
-        labels = model_file.parent / config.handler.labels
-        if not labels.is_file():
-            raise ModelConfigError(f"handler.labels: {labels} does not exist (the labels file is read from the "
-                                   "folder of archive.model_file; set handler.labels: null for none)")
-        shutil.copy2(labels, extra / config.handler.labels)
-        inputs.append(labels)
+    layout = ArchiveLayout(extra)
+    layout.reserve(model_file.name, model_file, "archive.model_file")
+    for path in sorted(library.rglob("*.py")):
+        layout.reserve(f"handlers/{path.relative_to(library).as_posix()}", path, "the handlers package")
+    stage_model_companions(model_file, layout)
+    stage_labels(config, model_file, layout)
     for item in settings.extra_files:
-        source = resolve(item, "archive.extra_files")
-        shutil.copy2(source, extra)
-        inputs.append(source)
-    inputs += stage_handler_module(name, config.handler, extra)
-    source = stage_model_source(name, config, extra)
-    inputs += [source] if source else []
+        layout.add_tree(resolve(item, "archive.extra_files"), "archive.extra_files")
+    stage_handler_module(name, config.handler, layout)
+    source = stage_model_source(name, config, layout)
+    check_packed(config.handler, layout)
     entry = into / entry_file_name(name)
     entry.write_text(entry_source(name, *handler_import(config.handler)), encoding="utf-8")
     config_file = into / "model-config.yaml"
     config_file.write_text(yaml.safe_dump(config.torchserve_config(), sort_keys=False), encoding="utf-8")
-    return Staged(name, version, model_file, entry, config_file, extra, tuple(inputs), source)
+    return Staged(name, version, model_file, entry, config_file, extra, tuple(layout.sources), source)
 
 
 def run_archiver(staged: Staged, target: Path) -> Path:

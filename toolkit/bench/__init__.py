@@ -20,6 +20,7 @@ Modules:
     bursts.py       N requests at once against one model (its queue budget)
     compare.py      REST vs gRPC, TorchScript vs ONNX Runtime on one server
     soak.py         a long open-loop run watching memory, errors and answers
+    photos.py       a photo model (resnet18) served against its raw forward at the same batch and threads
     peers/          the servers ours is measured against (FastAPI, plain TorchServe, the Ray Serve tutorial) and
                     the peers phase (peers/runner.py)
 """

@@ -4,4 +4,6 @@
     batch.py     predict's many-inputs mode: inputs -> request bodies, answers -> a results file
     manage.py    `manage`: TorchServe's management API over REST or gRPC
     common.py    what both share: default server, gRPC import, the one error line and its exit code
+    target.py    which server a CLI talks to: flags, --run-dir, or the TORCHSERVE_* environment
+    pipes.py     a closed stdout (`predict ... | head`) ends the CLI quietly
 """

@@ -1,11 +1,14 @@
-"""`predict` over many inputs: a folder or glob of images, or a CSV of tabular rows, sent as multi-input
-requests (`--batch-size` inputs each, `--concurrency` in flight), with a progress bar and a results file.
+"""`predict` over many inputs: a folder or glob of images, a CSV of tabular rows or a CSV column of texts, sent
+as multi-input requests (`--batch-size` inputs each, `--concurrency` in flight), with a progress bar and a
+results file.
 
 Pure helpers (no torch, no numpy: the CLI installs with the base dependencies only):
     expand_images(spec)        a folder, a glob or a file -> sorted image paths (.png .jpg .jpeg)
     read_csv_rows(path)        CSV -> (first column names or None, rows of floats); a non-numeric first row is a header
     image_requests(paths, n)   chunks of n images -> `{"image": [base64, ...]}` bodies
     row_requests(rows, n)      chunks of n rows -> `{"inputs": [[...], ...]}` bodies
+    read_csv_column(path, c)   the texts of column c of a CSV with a header
+    text_requests(texts, n)    chunks of n texts -> `{"text": [...]}` bodies
     flatten(chunk, answer)     one result per input of a chunk from the server's answer (a list per input)
     write_results(rows, path)  .json (a list) or .csv (input, predicted, answer as JSON)
 """
@@ -108,6 +111,33 @@ def row_requests(rows: Sequence[Sequence[float]], size: int) -> list[Chunk]:
     for chunk in _chunks(rows, size):
         names = tuple(f"row {start + i + 1}" for i in range(len(chunk)))
         out.append(Chunk(names, json.dumps({"inputs": [list(r) for r in chunk]}).encode()))
+        start += len(chunk)
+    return out
+
+
+def read_csv_column(path: Path, column: str) -> list[str]:
+    """The texts of column `column` of a CSV whose first row is its header, in row order. InputError when the
+    header has no such column, a row is too short for it, or there are no rows."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        lines = [row for row in csv.reader(handle) if row]
+    if not lines or column not in lines[0]:
+        header = lines[0] if lines else []
+        raise InputError(f"{path}: no column {column!r} in the header {header[:10]} (--column names a header field)")
+    index = lines[0].index(column)
+    for number, line in enumerate(lines[1:], 2):
+        if index >= len(line):
+            raise InputError(f"{path}: line {number} has {len(line)} fields, none for column {column!r}")
+    if len(lines) < 2:
+        raise InputError(f"{path}: no data rows")
+    return [line[index] for line in lines[1:]]
+
+
+def text_requests(texts: Sequence[str], size: int) -> list[Chunk]:
+    """`size` texts per request as `{"text": [...]}` (the text handler's list form); inputs named `row <n>`."""
+    out, start = [], 0
+    for chunk in _chunks(texts, size):
+        names = tuple(f"row {start + i + 1}" for i in range(len(chunk)))
+        out.append(Chunk(names, json.dumps({"text": list(chunk)}).encode()))
         start += len(chunk)
     return out
 

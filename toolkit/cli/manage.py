@@ -9,8 +9,11 @@
     manage set-default NAME VERSION
     manage list [--json]
 
-Defaults: REST, the `make serve` server (management address, or with --grpc the gRPC management port, of
-config/config.properties; key file .ts_run/key_file.json). Connection options work before or after COMMAND.
+Defaults: REST, the server of `--run-dir DIR` (a TorchServe run directory: its config.properties and
+key_file.json), else of the environment (TORCHSERVE_RUN_DIR, or TORCHSERVE_MANAGEMENT_URL,
+TORCHSERVE_GRPC_MANAGEMENT_ADDRESS and TORCHSERVE_KEY_FILE), else the `make serve` server (config/config.properties,
+.ts_run/key_file.json); `--management-url`, `--grpc-address` and `--key-file` win over them (toolkit.cli.target).
+Connection options work before or after COMMAND.
 
 Output is the same over either protocol. `list` (every version of every model) and `versions` print a table:
 model, version, default version, READY/total workers, min/max workers, batch size, batch delay (ms); with
@@ -41,12 +44,13 @@ from typing import Any
 
 from tabulate import tabulate
 
-from toolkit.cli.common import error_line, import_grpc, key_file_of
+from toolkit.cli.common import error_line, import_grpc
+from toolkit.cli.pipes import quiet_closed_pipe
+from toolkit.cli.target import Target, add_run_dir_option, resolve
 from toolkit.client.auth import read_keys
 from toolkit.client.management import ManagementApi, Registration
 from toolkit.client.rest import ManagementClient
 from toolkit.errors import ToolkitError
-from toolkit.properties import default_urls
 from toolkit.server.diagnose import register_explained
 
 Command = Callable[[ManagementApi, argparse.Namespace], Any]
@@ -157,10 +161,14 @@ def _connection_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     def default(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
 
-    parser.add_argument("--management-url", default=default(None), help="management API base URL (default: config's)")
+    add_run_dir_option(parser, default(None))
+    parser.add_argument("--management-url", default=default(None),
+                        help="management API base URL (default: --run-dir's, $TORCHSERVE_MANAGEMENT_URL, config's)")
     parser.add_argument("--grpc", action="store_true", default=default(False), help="use the gRPC management API")
-    parser.add_argument("--grpc-address", default=default(None), help="gRPC management host:port (default: config's)")
-    parser.add_argument("--key-file", default=default(None), help="TorchServe key_file.json (default: make serve's)")
+    parser.add_argument("--grpc-address", default=default(None), help="gRPC management host:port (default: "
+                        "--run-dir's, $TORCHSERVE_GRPC_MANAGEMENT_ADDRESS, config's)")
+    parser.add_argument("--key-file", default=default(None), help="TorchServe key_file.json (default: --run-dir's, "
+                        "$TORCHSERVE_KEY_FILE, make serve's)")
     parser.add_argument("--timeout", type=float, default=default(300.0), help="HTTP timeout / gRPC deadline, seconds")
 
 
@@ -221,26 +229,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def connect(args: argparse.Namespace, key: str) -> ManagementApi:
+def connect(args: argparse.Namespace, target: Target, key: str) -> ManagementApi:
     """The management client the arguments ask for: REST by default, gRPC with --grpc."""
     if not args.grpc:
-        return ManagementClient(args.management_url or default_urls().management, key, args.timeout)
+        return ManagementClient(target.management, key, args.timeout)
     grpc = import_grpc()
-    return grpc.GrpcManagementClient(args.grpc_address or default_urls().grpc_management, key, args.timeout)
+    return grpc.GrpcManagementClient(target.grpc_management, key, args.timeout)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    key_file = key_file_of(args.key_file)
-    args.log_dir = key_file.parent / "logs"  # LocalServer's run dir: key file and logs/ side by side
+def run(args: argparse.Namespace) -> int:
+    """The command against the server of the options, the environment or make serve (toolkit.cli.target)."""
+    key_file = None
     try:
-        with closing(connect(args, read_keys(key_file).management)) as client:
+        target = resolve({"management": args.management_url, "grpc_management": args.grpc_address,
+                          "key_file": args.key_file}, args.run_dir)
+        key_file = target.key_file
+        args.log_dir = key_file.parent / "logs"  # LocalServer's run dir: key file and logs/ side by side
+        with closing(connect(args, target, read_keys(key_file).management)) as client:
             answer = COMMANDS[args.command](client, args)
     except ToolkitError as exc:
         print(error_line(exc, key_file, args.command), file=sys.stderr)
         return exc.exit_code
     print(answer if isinstance(answer, Table) else json.dumps(answer, indent=2))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with quiet_closed_pipe():
+        return run(args)
 
 
 if __name__ == "__main__":

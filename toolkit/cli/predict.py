@@ -1,20 +1,26 @@
 """`predict`: send one input to a served model and print its answer, or many inputs in multi-input requests.
 
-    predict MODEL INPUT [--version V] [--url URL] [--key-file PATH] [--grpc [--grpc-address H:P]]
+    predict MODEL INPUT [--version V] [--run-dir DIR | --url URL --key-file PATH] [--grpc [--grpc-address H:P]]
             [--tries N] [--retry-time S] [--no-retry]
+    predict fortunes --text "Beam me up"                                   (or a .txt file as INPUT)
     predict mnist 'digits/*.png' --batch-size 16 --concurrency 4 --output results.csv     (or a folder)
     predict tabular rows.csv --batch-size 64 --output results.json
+    predict fortunes quotes.csv --column text --batch-size 32                 (a CSV column of texts)
 
-Many inputs (a folder or glob of .png/.jpg images, or a .csv of numeric rows, header optional): `--batch-size`
-inputs per request (`{"image": [base64, ...]}` / `{"inputs": [[...], ...]}`), `--concurrency` requests in
-flight, a progress bar on stderr, one result per input in `--output` (.csv: input, predicted, error, answer;
-.json: a list). See toolkit.cli.batch.
+Many inputs (a folder or glob of .png/.jpg images, a .csv of numeric rows (header optional), or with `--column`
+the texts of one column of a .csv with a header): `--batch-size` inputs per request (`{"image": [base64, ...]}`
+/ `{"inputs": [[...], ...]}` / `{"text": [...]}`), `--concurrency` requests in flight, a progress bar on stderr,
+one result per input in `--output` (.csv: input, predicted, error, answer; .json: a list). See toolkit.cli.batch.
 
-INPUT is a file (.png, .jpg/.jpeg, .npy, .json: sent as image/png, image/jpeg, application/x-npy,
-application/json) or an inline JSON document (`predict tabular '{"inputs": [[...]]}'`).
-Defaults: the `make serve` server (inference address of config/config.properties, key file
-.ts_run/key_file.json). The answer is printed as indented JSON (raw bytes if it is not JSON). A failure
-prints one line on stderr, `error: HTTP 400 decode_error: ...`, and exits 2 for a 4xx answer, 1 otherwise.
+INPUT is a file (.png, .jpg/.jpeg, .npy, .json, .txt: sent as image/png, image/jpeg, application/x-npy,
+application/json, text/plain) or an inline JSON document (`predict tabular '{"inputs": [[...]]}'`); `--text`
+sends its argument as text/plain (UTF-8).
+The server: `--run-dir DIR` (a TorchServe run directory: its config.properties and key_file.json), or the
+environment (TORCHSERVE_RUN_DIR, or TORCHSERVE_URL, TORCHSERVE_GRPC_ADDRESS and TORCHSERVE_KEY_FILE), else the
+`make serve` server; `--url`, `--grpc-address` and `--key-file` win over both (toolkit.cli.target). The answer
+is printed as indented JSON (raw bytes if it is not JSON); a reader that stops early (`predict ... | head`)
+ends it quietly. A failure prints one line on stderr, `error: HTTP 400 decode_error: ...`, and exits 2 for a
+4xx answer, 1 otherwise.
 
 A server with no room for the request (its model queue is full: 503, gRPC UNAVAILABLE / RESOURCE_EXHAUSTED) is
 asked again with capped exponential backoff and jitter: up to --tries tries (default 5) within --retry-time
@@ -31,12 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.cli import batch
-from toolkit.cli.common import error_line, import_grpc, key_file_of
+from toolkit.cli.common import error_line, import_grpc
+from toolkit.cli.pipes import quiet_closed_pipe
+from toolkit.cli.target import Target, add_run_dir_option, resolve
 from toolkit.client.auth import read_keys
 from toolkit.client.rest import InferenceClient, decode_body
 from toolkit.client.retry import RetryPolicy
 from toolkit.errors import InputError, ToolkitError
-from toolkit.properties import default_urls
 
 CONTENT_TYPES = {
     ".png": "image/png",
@@ -44,7 +51,9 @@ CONTENT_TYPES = {
     ".jpeg": "image/jpeg",
     ".npy": "application/x-npy",
     ".json": "application/json",
+    ".txt": "text/plain",
 }
+TEXT_CONTENT_TYPE = "text/plain"
 
 
 def read_input(text: str, content_type: str | None = None) -> tuple[bytes, str]:
@@ -67,33 +76,36 @@ def read_input(text: str, content_type: str | None = None) -> tuple[bytes, str]:
     return text.encode("utf-8"), content_type or "application/json"
 
 
-def _predict_grpc(args: argparse.Namespace, key: str, body: bytes) -> Any:
+def _predict_grpc(args: argparse.Namespace, target: Target, key: str, body: bytes) -> Any:
     """One prediction over gRPC; the gRPC client module is imported only here (needs generated stubs)."""
     grpc = import_grpc()
-    address = args.grpc_address or default_urls().grpc_inference
-    with grpc.GrpcInferenceClient(address, key, args.timeout, retry_policy(args)) as client:
+    with grpc.GrpcInferenceClient(target.grpc_inference, key, args.timeout, retry_policy(args)) as client:
         return decode_body(client.predict(args.model, body, version=args.version))
 
 
-def _predict_rest(args: argparse.Namespace, key: str, body: bytes, ctype: str) -> Any:
-    url = args.url or default_urls().inference
-    with InferenceClient(url, key, args.timeout, retry_policy(args)) as client:
+def _predict_rest(args: argparse.Namespace, target: Target, key: str, body: bytes, ctype: str) -> Any:
+    with InferenceClient(target.inference, key, args.timeout, retry_policy(args)) as client:
         return client.predict(args.model, body, ctype, version=args.version)[1]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="predict", description="Send one input to a served model.")
     parser.add_argument("model", help="model name")
-    parser.add_argument("input", help="file (.png .jpg .jpeg .npy .json), inline JSON, or for many inputs a "
-                        "folder or glob of images or a .csv of rows")
+    parser.add_argument("input", nargs="?", help="file (.png .jpg .jpeg .npy .json .txt), inline JSON, or for "
+                        "many inputs a folder or glob of images or a .csv of rows (or texts: --column)")
+    parser.add_argument("--text", help="send this text (text/plain, UTF-8) instead of INPUT")
     parser.add_argument("--version", help="model version (default: the default version)")
-    parser.add_argument("--url", help="inference API base URL (default: config's)")
-    parser.add_argument("--key-file", help="TorchServe key_file.json (default: make serve's)")
+    add_run_dir_option(parser)
+    parser.add_argument("--url", help="inference API base URL (default: --run-dir's, $TORCHSERVE_URL, config's)")
+    parser.add_argument("--key-file", help="TorchServe key_file.json (default: --run-dir's, $TORCHSERVE_KEY_FILE, "
+                        "make serve's)")
     parser.add_argument("--content-type", help="override the Content-Type guessed from the file suffix")
     parser.add_argument("--grpc", action="store_true", help="use the gRPC inference API instead of REST")
-    parser.add_argument("--grpc-address", help="gRPC inference host:port (default: config's)")
+    parser.add_argument("--grpc-address", help="gRPC inference host:port (default: --run-dir's, "
+                        "$TORCHSERVE_GRPC_ADDRESS, config's)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per try")
     many = parser.add_argument_group("many inputs: INPUT a folder or glob of images, or a .csv of tabular rows")
+    many.add_argument("--column", help="INPUT is a .csv with a header: send the texts of this column")
     many.add_argument("--batch-size", type=_positive_int, default=16, help="inputs per request (default 16)")
     many.add_argument("--concurrency", type=_positive_int, default=4, help="requests in flight (default 4)")
     many.add_argument("--output", type=Path, help="results file, .csv or .json (default: predictions.csv)")
@@ -127,21 +139,29 @@ def _print_answer(answer: Any) -> None:
         print(json.dumps(answer, indent=2))
 
 
-def _predict_many(args: argparse.Namespace, key: str) -> int:
+def _chunks(args: argparse.Namespace) -> list[batch.Chunk]:
+    """The requests of batch mode: images, numeric CSV rows, or the texts of a CSV column (`--column`)."""
+    path = Path(args.input)
+    if args.column:
+        if path.suffix.lower() != ".csv":
+            raise InputError(f"--column reads a .csv file; got {args.input!r}")
+        return batch.text_requests(batch.read_csv_column(path, args.column), args.batch_size)
+    if path.suffix.lower() == ".csv":
+        return batch.row_requests(batch.read_csv_rows(path)[1], args.batch_size)
+    return batch.image_requests(batch.expand_images(args.input), args.batch_size)
+
+
+def _predict_many(args: argparse.Namespace, target: Target, key: str) -> int:
     """Batch mode: every input of a folder/glob/CSV in multi-input requests, results written to --output.
     Exit 0 when every request was answered, 1 when some failed (their rows carry the error)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm import tqdm
 
-    if Path(args.input).suffix.lower() == ".csv":
-        chunks = batch.row_requests(batch.read_csv_rows(Path(args.input))[1], args.batch_size)
-    else:
-        chunks = batch.image_requests(batch.expand_images(args.input), args.batch_size)
-    url = args.url or default_urls().inference
+    chunks = _chunks(args)
 
     def send(chunk: batch.Chunk) -> list[dict]:
-        with InferenceClient(url, key, args.timeout, retry_policy(args)) as client:
+        with InferenceClient(target.inference, key, args.timeout, retry_policy(args)) as client:
             try:
                 answer = client.predict(args.model, chunk.body, "application/json", version=args.version)[1]
             except ToolkitError as exc:
@@ -161,24 +181,52 @@ def _predict_many(args: argparse.Namespace, key: str) -> int:
     return 1 if failed else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    key_file = key_file_of(args.key_file)
-    if batch.is_batch_input(args.input) and not args.grpc:
-        try:
-            return _predict_many(args, read_keys(key_file).inference)
-        except ToolkitError as exc:
-            print(error_line(exc, key_file), file=sys.stderr)
-            return exc.exit_code
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parsed arguments; exactly one of INPUT and --text (a usage error, exit 2, otherwise)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.input is None) == (args.text is None):
+        parser.error("give INPUT (a file, inline JSON, a folder or glob, a .csv) or --text TEXT, not both")
+    if args.column and (args.text is not None or args.grpc):
+        parser.error("--column is batch mode over a .csv INPUT (REST)")
+    return args
+
+
+def target_of(args: argparse.Namespace) -> Target:
+    """The server of the options, the environment or make serve (toolkit.cli.target)."""
+    return resolve({"inference": args.url, "grpc_inference": args.grpc_address, "key_file": args.key_file},
+                   args.run_dir)
+
+
+def body_of(args: argparse.Namespace) -> tuple[bytes, str]:
+    """(body, Content-Type) of a single prediction: --text as UTF-8 text/plain, else INPUT (`read_input`)."""
+    if args.text is not None:
+        return args.text.encode("utf-8"), args.content_type or TEXT_CONTENT_TYPE
+    return read_input(args.input, args.content_type)
+
+
+def run(args: argparse.Namespace) -> int:
+    """One prediction, or batch mode; the error line and exit status of a ToolkitError."""
+    key_file = None
     try:
-        body, ctype = read_input(args.input, args.content_type)
+        target = target_of(args)
+        key_file = target.key_file
+        if args.text is None and batch.is_batch_input(args.input) and not args.grpc:
+            return _predict_many(args, target, read_keys(key_file).inference)
+        body, ctype = body_of(args)
         key = read_keys(key_file).inference
-        answer = _predict_grpc(args, key, body) if args.grpc else _predict_rest(args, key, body, ctype)
+        answer = _predict_grpc(args, target, key, body) if args.grpc else _predict_rest(args, target, key, body, ctype)
     except ToolkitError as exc:
         print(error_line(exc, key_file), file=sys.stderr)
         return exc.exit_code
     _print_answer(answer)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with quiet_closed_pipe():
+        return run(args)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,17 @@
 """Model architectures served by the example archives, plus a name registry.
 
-Contracts (all modules return log-probabilities, i.e. ``log_softmax`` over the class axis):
+Contracts (the classifiers of the examples return log-probabilities, ``log_softmax`` over the class axis;
+``ResNet18`` returns logits, as torchvision's):
 
 - ``MnistCNN``: input ``(N, 1, 28, 28)`` float32, already normalised as
   ``(x / 255 - 0.1307) / 0.3081`` (the serving handler does this from config); output ``(N, 10)``.
 - ``TabularMLP``: input ``(N, 30)`` float32 raw breast-cancer features (sklearn column order);
   standardisation ``(x - mean) / std`` happens inside the module with the registered buffers
   ``mean`` and ``std`` (shape ``(30,)``); output ``(N, 2)``.
+- ``ResNet18``: torchvision's ``resnet18`` written without torchvision: input ``(N, 3, 224, 224)`` float32
+  normalised with ImageNet's mean and std (``Resize(256)`` + ``CenterCrop(224)`` before it, the handler's
+  ``fit: center_crop``); output ``(N, 1000)`` logits.
+- ``TokenBagClassifier``: token ids and attention mask ``(N, L)`` (the text handler's inputs) -> ``(N, classes)``.
 """
 
 from __future__ import annotations
@@ -94,14 +99,100 @@ def _feature_vector(value: torch.Tensor | None, default: float) -> torch.Tensor:
     return tensor.clone()
 
 
+class BasicBlock(nn.Module):
+    """ResNet's basic block: 3x3 conv (stride), BN, ReLU, 3x3 conv, BN, plus the shortcut (a 1x1 conv + BN
+    when the stride or the width changes), ReLU. Layer names as torchvision's, so its state_dicts load."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 (He et al. 2015) as torchvision's `resnet18`, written here: same layers, names and
+    initialisation, so torchvision's weights load with `build_from_state_dict("resnet18", ...)`.
+
+    conv 7x7/2 (width), BN, ReLU, max-pool 3x3/2, four stages of two BasicBlocks (width, 2x, 4x, 8x; the last
+    three start with stride 2), global average pool, fc -> `num_classes` logits (not log-probabilities:
+    torchvision's output; the classifier handler takes the softmax of either). 11,689,512 parameters at
+    width 64 and 1000 classes. Input (N, 3, H, W) float32 normalised with ImageNet's mean and std, H = W = 224
+    as trained (any size >= 32 runs).
+    """
+
+    def __init__(self, num_classes: int = 1000, width: int = 64) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 7, 2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, padding=1)
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        self.layer1 = nn.Sequential(BasicBlock(width, widths[0]), BasicBlock(widths[0], widths[0]))
+        self.layer2 = nn.Sequential(BasicBlock(widths[0], widths[1], 2), BasicBlock(widths[1], widths[1]))
+        self.layer3 = nn.Sequential(BasicBlock(widths[1], widths[2], 2), BasicBlock(widths[2], widths[2]))
+        self.layer4 = nn.Sequential(BasicBlock(widths[2], widths[3], 2), BasicBlock(widths[3], widths[3]))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(widths[3], num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised images (N, 3, H, W) -> logits (N, num_classes)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class TokenBagClassifier(nn.Module):
+    """A bag of tokens for text classification: token embeddings, their mean and their maximum over the text's
+    tokens (padding left out), dropout, a linear layer -> log-probabilities.
+
+    Inputs ``input_ids`` (N, L) int64 and ``attention_mask`` (N, L) (1 for tokens, 0 for padding), any L, as the
+    text handler builds them; output (N, classes). Not in ``ARCHITECTURES``: it is built for a tokenizer's
+    vocabulary size and takes token ids, not the float inputs of the export command.
+    """
+
+    def __init__(self, vocab_size: int, classes: int, dim: int = 64, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(2 * dim, classes)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Token ids and mask (N, L) -> log-probabilities (N, classes)."""
+        tokens = self.embedding(input_ids)
+        mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
+        mean = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+        peak = tokens.masked_fill(mask == 0, -1e4).max(dim=1).values
+        return F.log_softmax(self.fc(self.dropout(torch.cat([mean, peak], dim=1))), dim=1)
+
+
 ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
     "mnist_cnn": MnistCNN,
+    "resnet18": ResNet18,
     "tabular_mlp": TabularMLP,
 }
 
 # Per-sample input shape of each architecture (batch axis excluded).
 INPUT_SHAPES: dict[str, tuple[int, ...]] = {
     "mnist_cnn": (1, 28, 28),
+    "resnet18": (3, 224, 224),
     "tabular_mlp": (TABULAR_FEATURES,),
 }
 
