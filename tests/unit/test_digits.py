@@ -198,3 +198,13 @@ def test_held_out_fonts_are_not_training_fonts() -> None:
     printed = fonts.build_font_digit_set(held_out[:1], sizes=(24,), slants=(0.0,), thickness=(0.0,))
     assert printed.x.shape == (10, 28, 28) and printed.y.tolist() == list(range(10))
     assert printed.group == [held_out[0].name] * 10
+
+
+def test_mnist_sets_are_the_same_drawn_in_one_process_or_two() -> None:
+    generator = handwriting.DigitGenerator(handwriting.GeneratorConfig(), fonts.system_fonts()[:1])
+    alone = handwriting.mnist_sets(generator, 30, 3, seed=5, workers=1)
+    forked = handwriting.mnist_sets(generator, 30, 3, seed=5, workers=2)
+    assert len(alone) == len(forked) == 3
+    for a, b in zip(alone, forked, strict=True):
+        assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y) and a.group == b.group
+    assert not np.array_equal(alone[0].x, alone[1].x)
