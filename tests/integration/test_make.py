@@ -26,6 +26,8 @@ SOURCES = ("Makefile", "pyproject.toml", "config", "handlers", "toolkit", "examp
 DEMO = {
     "mnist": ("mnist.pt", "mnist.onnx", "index_to_name.json", "heldout.npz"),
     "tabular": ("tabular.pt", "tabular.onnx", "index_to_name.json", "heldout.npz"),
+    "digit_detector": ("digit_detector.pt", "digit_detector.onnx", "index_to_name.json"),
+    "digit_segmenter": ("digit_segmenter.pt", "digit_segmenter.onnx", "index_to_name.json"),
 }
 ARCHIVES = tuple(sorted(p.stem for p in (ROOT / "config" / "models").glob("*.yaml")))  # mnist, mnist_torchscript, ...
 T0 = 1_700_000_000  # sources; each build step's outputs are one step newer than its inputs
@@ -156,9 +158,9 @@ def test_model_of_your_own_is_tracked_by_its_file(tree):
 def test_training_code_edit_retrains_and_rearchives(tree):
     touch(tree, "examples/demo_models/build_models.py")
     commands = plan(tree, "serve")
-    assert trained(commands) == {"mnist", "tabular"}
+    assert trained(commands) == set(DEMO)
     assert archived(commands) == set(ARCHIVES)
-    assert sum("build_models" in line for line in commands) == 2  # one run per model, not one per file
+    assert sum("build_models" in line for line in commands) == len(DEMO)  # one run per model, not one per file
 
 
 def test_one_models_training_code_retrains_that_model_only(tree):
@@ -166,8 +168,13 @@ def test_one_models_training_code_retrains_that_model_only(tree):
     commands = plan(tree, "serve")
     assert trained(commands) == {"tabular"}
     assert archived(commands) == {"tabular", "tabular_onnx"}
-    touch(tree, "examples/demo_models/digits.py")
-    assert trained(plan(tree, "serve")) == {"mnist", "tabular"}
+    touch(tree, "examples/demo_models/digits.py")  # the digit generator: the classifier and the scene models
+    assert trained(plan(tree, "serve")) == {"mnist", "tabular", "digit_detector", "digit_segmenter"}
+
+
+def test_scene_code_retrains_the_scene_models_only(tree):
+    touch(tree, "examples/demo_models/scenes.py")
+    assert trained(plan(tree, "serve")) == {"digit_detector", "digit_segmenter"}
 
 
 def test_missing_model_folder_is_rebuilt(tree):
