@@ -27,7 +27,7 @@ from examples.demo_models.training import Log, require, write_json
 from toolkit.export.detection import DigitDetector
 
 NAME = "digit_detector"
-CONFIG = DenseTrainConfig(epochs=8, canvases=3000, batch_size=32, lr=4e-3)
+CONFIG = DenseTrainConfig(epochs=12, canvases=2500, batch_size=32, lr=4e-3)
 TRAIN_GLYPHS, HELD_GLYPHS, HELD_CANVASES = 12000, 2000, 300
 SCORE_THRESHOLD = 0.3
 IOU_THRESHOLD = 0.5

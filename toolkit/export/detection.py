@@ -100,8 +100,8 @@ def decode_centres(heat_logits: torch.Tensor, box: torch.Tensor, stride: int, k:
 
 class DigitSegmenter(nn.Module):
     """U-Net-like: encoder at strides 2-4-8-16 (16, 32, 64, 96 channels), decoder back to stride 2 adding each
-    level's features (1x1 lateral projections), upsampled to full resolution and joined with full-resolution
-    features of the input (where the ink is), 1x1 classifier to ``num_classes + 1`` logits."""
+    level's features (1x1 lateral projections), a 1x1 classifier to ``num_classes + 1`` logits at stride 2,
+    upsampled bilinearly to the input's size (full-resolution layers cost most of a CPU training step)."""
 
     def __init__(self, num_classes: int = DIGIT_CLASSES) -> None:
         super().__init__()
@@ -111,10 +111,8 @@ class DigitSegmenter(nn.Module):
         self.enc4 = nn.Sequential(conv_bn(64, 96, 2), conv_bn(96, 96))
         self.lat4, self.dec3 = nn.Conv2d(96, 64, 1), conv_bn(64, 64)
         self.lat3, self.dec2 = nn.Conv2d(64, 32, 1), conv_bn(32, 32)
-        self.lat2, self.dec1 = nn.Conv2d(32, 16, 1), conv_bn(16, 16)
-        self.pixels = conv_bn(1, 8)
-        self.classifier = nn.Sequential(nn.Conv2d(24, 16, 1), nn.ReLU(inplace=True),
-                                        nn.Conv2d(16, num_classes + 1, 1))
+        self.lat2, self.dec1 = nn.Conv2d(32, 16, 1), conv_bn(16, 32)
+        self.classifier = nn.Conv2d(32, num_classes + 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits ``(N, num_classes + 1, H, W)`` of ``x`` ``(N, 1, H, W)``."""
@@ -124,5 +122,4 @@ class DigitSegmenter(nn.Module):
         d3 = self.dec3(up_add(self.lat4(self.enc4(e3)), e3))
         d2 = self.dec2(up_add(self.lat3(d3), e2))
         d1 = self.dec1(up_add(self.lat2(d2), e1))
-        full = F.interpolate(d1, scale_factor=2.0, mode="bilinear", align_corners=False)
-        return self.classifier(torch.cat([full, self.pixels(x)], dim=1))
+        return F.interpolate(self.classifier(d1), scale_factor=2.0, mode="bilinear", align_corners=False)
