@@ -84,8 +84,9 @@ def profile(run_dir: Path, path: str, body: Path, concurrency: int, seconds: flo
         time.sleep(seconds)
     wall, after = time.monotonic() - begin, cpu_by_process(pids)
     per_role: dict[str, float] = defaultdict(float)
-    for pid, (name, cpu_s) in after.items():
-        per_role[name] += cpu_s - before.get(pid, (name, 0.0))[1]
+    for pid, (name, cpu_s) in after.items():  # named as before the load: a busy worker's title names its task
+        known, cpu0_s = before.get(pid, (name, 0.0))
+        per_role[known] += cpu_s - cpu0_s
     rps = load.throughput_rps if concurrency else 0.0
     rows = [(name, f"{100 * cpu_s / wall:.1f}", f"{1000 * cpu_s / (rps * wall):.3f}" if rps else "-")
             for name, cpu_s in sorted(per_role.items(), key=lambda item: -item[1])]

@@ -1,6 +1,7 @@
 """How the Ray engine runs Ray Serve on a cluster it starts: the front requests come in by, and Serve's own
-switches on the request path. Every field was measured in `make bench`'s peers phase (docs/ray.md); the
-defaults are what paid.
+switches on the request path. Every field was measured in the bench's peers phase (`--ray-tunings`,
+docs/ray.md "What was tried"): the defaults differ from Serve's where that paid (the HAProxy front, the access
+log and HAProxy's per-request metrics off) and are Serve's own elsewhere.
 
     front    haproxy   Serve's HAProxy front (`RAY_SERVE_ENABLE_HA_PROXY`): HAProxy on the head routes by path
                        straight to the archive replicas, each its application's ingress with an HTTP server of
@@ -70,7 +71,7 @@ class Tuning:
     user_code_thread: bool = True
     router_thread: bool = True
     grpc_calls: bool = False
-    haproxy_threads: int = 1
+    haproxy_threads: int = 4
     haproxy_metrics: bool = False
     request_timeout_s: int = 120
     batch_wait_ms: float | None = None
