@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from toolkit.archive.mar import store_archives
+from toolkit.archive.mar import Archive, store_archives
 from toolkit.engines.ray.cluster import HTTP_PORT, LocalRayCluster
 from toolkit.engines.ray.serving import (
     SERVED_FILE,
@@ -60,6 +61,9 @@ def cmd_start(args: argparse.Namespace) -> int:
         raise ServerStartError(f"no archives to deploy in {store} (run `make archive` first)")
     external = os.environ.get("RAY_ADDRESS")
     tuning = Tuning.parse(["front=proxy", *(args.tune or [])] if external else args.tune)
+    if tuning.request_timeout_s is None:  # the front waits as long as the slowest archive may take
+        longest = max(Archive.open(path).config.response_timeout_s for path in archives)
+        tuning = dataclasses.replace(tuning, request_timeout_s=longest)
     if external:
         address, env = external, dict(os.environ)
         env.setdefault("RAY_AUTH_MODE", "token")

@@ -37,6 +37,7 @@ RETRIES = 3
 # default every 10 s and sampled every 6 s (0.2 x the 30 s look-back), which took a replica 51 s to be added
 # under load (10 s through Serve's proxy, whose handles report). Every second, sampled every 1.5 s:
 METRICS_PUSH_S = 1.0
+RESPONSE_TIMEOUT_S = 120  # TorchServe's default responseTimeout
 METRICS_RECORD_FACTOR = 0.05
 
 
@@ -63,7 +64,8 @@ class Tuning:
     its own (Serve's default) instead of the replica's; `router_thread`: the same for the handle router;
     `grpc_calls`: Ray calls between Serve's processes over Serve's gRPC instead of Ray's actor calls;
     `haproxy_threads`: HAProxy's threads; `haproxy_metrics`: HAProxy's per-request metrics (a Python collector
-    parses one log datagram per request); `request_timeout_s`: how long HAProxy waits for a replica's answer;
+    parses one log datagram per request); `request_timeout_s`: how long HAProxy waits for a replica's answer
+    (None: TorchServe's default responseTimeout, 120 s; `start` sets the largest of the archives');
     `batch_wait_ms`: how long a batch waits to fill, instead of each archive's maxBatchDelay (None)."""
 
     front: Front = "haproxy"
@@ -73,7 +75,7 @@ class Tuning:
     grpc_calls: bool = False
     haproxy_threads: int = 4
     haproxy_metrics: bool = False
-    request_timeout_s: int = 120
+    request_timeout_s: int | None = None
     batch_wait_ms: float | None = None
 
     @classmethod
@@ -126,7 +128,7 @@ def _haproxy_env(tuning: Tuning, ports: ServePorts, state_dir: Path) -> dict[str
     return {
         "RAY_SERVE_HAPROXY_NBTHREAD": str(tuning.haproxy_threads),
         "RAY_SERVE_HAPROXY_METRICS_ENABLED": _flag(tuning.haproxy_metrics),
-        "RAY_SERVE_HAPROXY_TIMEOUT_SERVER_S": str(tuning.request_timeout_s),
+        "RAY_SERVE_HAPROXY_TIMEOUT_SERVER_S": str(tuning.request_timeout_s or RESPONSE_TIMEOUT_S),
         "RAY_SERVE_HAPROXY_RETRY_ON": RETRY_ON,
         "RAY_SERVE_HAPROXY_RETRIES": str(RETRIES),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(ports.haproxy_stats),
@@ -160,7 +162,7 @@ def _value(key: str, raw: str, kind: object) -> object:
         if raw.lower() not in ("1", "0", "true", "false"):
             raise ServerStartError(f"--tune {key}={raw}: expected 1 or 0")
         return raw.lower() in ("1", "true")
-    if kind in (int, "int"):
+    if "int" in str(kind):
         try:
             return int(raw)
         except ValueError:
