@@ -8,7 +8,7 @@ joins the cluster, and stopped by those same commands (by the nodes' pids) at th
 
 Deployed: mnist and tabular as shipped, and `mnist_autoscale` (mnist with `ray:` min 1 / max 2 replicas,
 a target of 2 requests in flight and short scaling delays) for the autoscaling test, and `mnist_small_queue`
-(one replica, no queue) for the full-queue test, with the engine's default
+(one replica admitting one request at a time) for the full-queue test, with the engine's default
 tuning (HAProxy in front, each archive its own application). Two logical CPUs per node, so that the head alone
 has room for every replica when the fault tests lose the other node.
 """
@@ -38,8 +38,8 @@ START_TIMEOUT_S = 600
 CPUS_PER_NODE = 2
 AUTOSCALE = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2, "upscale_delay_s": 1.0,
              "downscale_delay_s": 5.0}
-# One replica that admits one batch's worth of requests (2 x batchSize in flight, no queue): a burst overflows it.
-SMALL_QUEUE = {"min_replicas": 1, "max_replicas": 1, "max_queued_requests": 0}
+# One replica that admits one request at a time (batches of 1, one in flight, no queue): any burst overflows it.
+SMALL_QUEUE = {"min_replicas": 1, "max_replicas": 1, "max_ongoing_requests": 1, "max_queued_requests": 0}
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     for name in ("mnist", "tabular"):
         (store / f"{name}.mar").write_bytes((STORE / f"{name}.mar").read_bytes())
     build_variant(MODEL_CONFIGS / "mnist.yaml", "mnist_autoscale", store, top={"ray": AUTOSCALE})
-    build_variant(MODEL_CONFIGS / "mnist.yaml", "mnist_small_queue", store, top={"ray": SMALL_QUEUE})
+    build_variant(MODEL_CONFIGS / "mnist.yaml", "mnist_small_queue", store, top={"batchSize": 1, "ray": SMALL_QUEUE})
     ips, http_port = _addresses(), free_ports().inference
     run = Cluster(root / "run", f"http://127.0.0.1:{http_port}", Keys("", ""), ips)
     done = run.engine("start", "--model-store", str(store), "--ips", *ips, "--free-ports", "--http-port",
