@@ -7,7 +7,10 @@ command line in subprocesses (`python -m toolkit.engines.ray start|status|stop`)
 joins the cluster, and stopped by those same commands (by the nodes' pids) at the end.
 
 Deployed: mnist and tabular as shipped, and `mnist_autoscale` (mnist with `ray:` min 1 / max 2 replicas,
-a target of 2 requests in flight and short scaling delays) for the autoscaling test.
+a target of 2 requests in flight and short scaling delays) for the autoscaling test, and `mnist_small_queue`
+(one replica admitting one request at a time) for the full-queue test, with the engine's default
+tuning (HAProxy in front, each archive its own application). Two logical CPUs per node, so that the head alone
+has room for every replica when the fault tests lose the other node.
 """
 
 from __future__ import annotations
@@ -29,8 +32,14 @@ from toolkit.paths import MODEL_CONFIGS
 from toolkit.process import free_ports
 
 START_TIMEOUT_S = 600
+# Ray's logical CPUs per node: the head alone must hold every replica once the other node is lost
+# (tests/cluster/test_ray_faults.py): mnist 2 + tabular 2 + mnist_autoscale up to 2 + mnist_small_queue 1, 0.25
+# each.
+CPUS_PER_NODE = 2
 AUTOSCALE = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2, "upscale_delay_s": 1.0,
              "downscale_delay_s": 5.0}
+# One replica that admits one request at a time (batches of 1, one in flight, no queue): any burst overflows it.
+SMALL_QUEUE = {"min_replicas": 1, "max_replicas": 1, "max_ongoing_requests": 1, "max_queued_requests": 0}
 
 
 @dataclass(frozen=True)
@@ -70,10 +79,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     for name in ("mnist", "tabular"):
         (store / f"{name}.mar").write_bytes((STORE / f"{name}.mar").read_bytes())
     build_variant(MODEL_CONFIGS / "mnist.yaml", "mnist_autoscale", store, top={"ray": AUTOSCALE})
+    build_variant(MODEL_CONFIGS / "mnist.yaml", "mnist_small_queue", store, top={"batchSize": 1, "ray": SMALL_QUEUE})
     ips, http_port = _addresses(), free_ports().inference
     run = Cluster(root / "run", f"http://127.0.0.1:{http_port}", Keys("", ""), ips)
     done = run.engine("start", "--model-store", str(store), "--ips", *ips, "--free-ports", "--http-port",
-                      str(http_port), timeout_s=START_TIMEOUT_S)
+                      str(http_port), "--cpus-per-node", str(CPUS_PER_NODE), timeout_s=START_TIMEOUT_S)
     try:
         assert done.returncode == 0, f"ray engine did not start:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         yield Cluster(run.run_dir, run.url, read_keys(run.run_dir / "key_file.json"), ips)

@@ -17,8 +17,10 @@ from tests.heldout import heldout, served_labels
 from tests.heldout import post_all as post_bodies
 from tests.paths import BUILD, require_built
 from toolkit.bench.aioclient import PostRequest, burst, closed_loop, percentile
+from toolkit.client.error_body import busy_or_same, error_from_body
+from toolkit.errors import ServerBusyError
 from toolkit.polling import poll_until
-from toolkit.torchserve import TOKEN_FAILED
+from toolkit.torchserve import NO_WORKER, TOKEN_FAILED
 
 MNIST_SAMPLES = BUILD / "mnist" / "samples"
 
@@ -111,6 +113,18 @@ def test_a_burst_of_2000_concurrent_requests_is_answered_in_full(cluster: Cluste
     print(f"ray burst 2000: last answer {max(o.done_at for o in outcomes):.1f} s, p50 {percentile(latencies, 50):.0f}"
           f" ms, p99 {percentile(latencies, 99):.0f} ms")
     assert statuses.count(200) == 2000, {s: statuses.count(s) for s in set(statuses)}
+
+
+def test_a_full_queue_answers_torchserve_s_503_at_once_and_the_client_retries_it(cluster: Cluster) -> None:
+    request = PostRequest("/predictions/mnist_small_queue", png(), "image/png")
+    outcomes = asyncio.run(burst(cluster.url, cluster.keys.inference, request, 400, timeout_s=120))
+    refused = [o for o in outcomes if o.status == 503]
+    assert {o.status for o in outcomes} == {200, 503}, {o.status for o in outcomes}
+    for outcome in refused:
+        assert outcome.body == NO_WORKER.body(model="mnist_small_queue")
+        assert isinstance(busy_or_same(error_from_body(503, outcome.body)), ServerBusyError), "clients retry it"
+    slowest_refusal = max(o.latency_s for o in refused)
+    print(f"small queue: {len(refused)} of 400 refused at once (slowest refusal {slowest_refusal * 1000:.0f} ms)")
 
 
 def test_a_replica_killed_under_load_loses_no_answer_and_is_replaced(cluster: Cluster) -> None:

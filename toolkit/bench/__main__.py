@@ -87,6 +87,10 @@ def _peer_options(parser: argparse.ArgumentParser) -> None:
                        help="the first seconds of the warm-up recorded on their own (warm start; full: 10)")
     peers.add_argument("--peer-duration", type=float, help="seconds per peer cell (default: --duration)")
     peers.add_argument("--peer-concurrency", type=int, nargs="+", default=[1, 32])
+    peers.add_argument("--ray-tunings", nargs="+", default=[], metavar="TUNING",
+                       help="also our Ray engine with these Serve settings, one system each, e.g. 'front=proxy' "
+                       "'front=routed access_log=1' (toolkit.engines.ray.tuning.Tuning), named 'ours: Ray engine "
+                       "[<tuning>]'; they run whatever --peer-systems says")
 
 
 def _quiet_options(parser: argparse.ArgumentParser) -> None:
@@ -133,7 +137,7 @@ def peer_plan(args: argparse.Namespace) -> PeerPlan:
     return PeerPlan(enabled=args.peers and not args.url,
                     systems=tuple(args.peer_systems) if args.peer_systems else None, warmup_s=args.peer_warmup,
                     first_s=args.peer_first, duration_s=args.peer_duration or _duration_s(args),
-                    concurrencies=tuple(args.peer_concurrency))
+                    concurrencies=tuple(args.peer_concurrency), ray_tunings=tuple(args.ray_tunings))
 
 
 def remote_plan(args: argparse.Namespace) -> RemotePlan | None:

@@ -7,6 +7,9 @@ bodies >= 1.5x the JSON throughput at concurrency 32; cold start reported.
 Targets against the peers (the peers phase of the same run): ours >= 2x the best peer's req/s at concurrency 32,
 p99 <= 100 ms there; 16-image requests >= 60 % of the best forward's images/s; the first 10 s after ready >= 80 %
 of the steady throughput; p50 at concurrency 1 <= 1.5x that of the FastAPI server with one forward per request.
+
+Targets of our Ray engine (the peers phase of the same run): its req/s at concurrency 32 >= 3x that of Ray Serve's
+tutorial pattern on the same two nodes and >= 0.3x that of ours on TorchServe; p50 at concurrency 1 <= 4 ms.
 """
 
 from __future__ import annotations
@@ -181,7 +184,7 @@ def targets(result: BenchResult) -> list[Goal]:
     cold = result.cold_start.first_prediction_s if result.cold_start else None
     cold_goal = _goal("cold start: torchserve --start -> first 200 prediction", cold, "reported", True, " s")
     return [*latency_goals(*_recommended_cells(result), best_raw(result.raw)), *binary_goals(result.inputs),
-            cold_goal, *peer_goals(result)]
+            cold_goal, *peer_goals(result), *ray_goals(result)]
 
 
 # ------------------------------------------------------------------------------------- peers, multi-input, warm start
@@ -253,6 +256,30 @@ def peer_goals(result: BenchResult) -> list[Goal]:
         _at_least("req/s in the first 10 s after ready / steady (c32)", _ratio(_rps(s.ours.first), _rps(ours_high)),
                   WARM_SHARE, f">= {WARM_SHARE:g}"),
         _c1_goal(s, s.ours.cell(LOW_C)),
+    ]
+
+
+RAY_ENGINE, RAY_TUTORIAL = "ours: Ray engine", "Ray tutorial"
+RAY_TUTORIAL_GAIN, RAY_TORCHSERVE_SHARE, RAY_P50_MAX_MS = 3.0, 0.3, 4.0
+
+
+def ray_goals(result: BenchResult) -> list[Goal]:
+    """The Ray engine's three targets, from the peers phase of this run ([] without the engine)."""
+    runs = {r.system: r for r in result.peers if isinstance(r, PeerRun)}
+    ray = runs.get(RAY_ENGINE)
+    if ray is None:
+        return []
+    high = _rps(ray.cell(HIGH_C))
+    tutorial, torchserve = runs.get(RAY_TUTORIAL), runs.get(OURS)
+    return [
+        _at_least(f"Ray engine / {RAY_TUTORIAL} req/s at c{HIGH_C} (same two nodes)",
+                  _ratio(high, _rps(tutorial.cell(HIGH_C)) if tutorial else None), RAY_TUTORIAL_GAIN,
+                  f">= {RAY_TUTORIAL_GAIN:g}x", "x"),
+        _at_least(f"Ray engine / {OURS} req/s at c{HIGH_C}",
+                  _ratio(high, _rps(torchserve.cell(HIGH_C)) if torchserve else None), RAY_TORCHSERVE_SHARE,
+                  f">= {RAY_TORCHSERVE_SHARE:g}x", "x"),
+        _at_most(f"Ray engine p50 at c{LOW_C}", _p50(ray.cell(LOW_C)), RAY_P50_MAX_MS, f"<= {RAY_P50_MAX_MS:g} ms",
+                 " ms"),
     ]
 
 

@@ -90,6 +90,7 @@ class PeerPlan:
     first_s: float  # the first seconds of the warm-up, recorded on their own (the warm start)
     duration_s: float  # per measured cell
     concurrencies: tuple[int, ...]
+    ray_tunings: tuple[str, ...] = ()  # more Ray engine systems, each with these `--tune` items (space-separated)
 
 
 @dataclass(frozen=True)

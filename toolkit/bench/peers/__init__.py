@@ -9,4 +9,5 @@
                       `@serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)`
     runner.py         start each peer (and our Ray engine) on free loopback ports, warm it as long as ours,
                       measure it with wrk, stop it by pid
+    ray_profile.py    CPU per request by role (HAProxy, proxy, replicas, controller, ...) of a running Ray engine
 """

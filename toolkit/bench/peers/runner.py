@@ -4,7 +4,8 @@ Systems (all on the same trained mnist model, as its TorchScript file or, for `o
 (the ONNX export), and the same `{"image": 28x28}` JSON body):
     ours: TorchServe      our archive as config/models/mnist.yaml ships it, config/config.properties
     ours: TorchServe, TorchScript   the same from config/models/mnist_torchscript.yaml (the other backend)
-    ours: Ray engine      the same archive on toolkit.engines.ray (two local nodes, one CPU each)
+    ours: Ray engine      the same archive on toolkit.engines.ray (two local nodes, one CPU each), as it ships
+    ours: Ray engine [t]  the same with the Serve settings `t` (`--ray-tunings`, toolkit.engines.ray.tuning)
     FastAPI single        toolkit.bench.peers.fastapi_app --mode single (one forward per request)
     FastAPI batcher       toolkit.bench.peers.fastapi_app --mode batch (asyncio batcher, 32, 5 ms)
     TorchServe plain      toolkit.bench.peers.ts_plain (minimal BaseHandler, OMP_NUM_THREADS=1, batch 32)
@@ -13,7 +14,8 @@ Systems (all on the same trained mnist model, as its TorchScript file or, for `o
 For each: start, time to ready, then `warmup_s` of wrk load at c32 whose first `first_s` seconds are recorded
 on their own (the warm start: throughput in the first seconds after ready against the steady figure), then
 one cell per concurrency; CPU of the system's whole process tree (and the machine) around each cell. Ours
-also gets multi-input cells: 16 images per request as JSON, `.npy` and a JSON list of base64 PNGs.
+(not its tuned variants) also gets multi-input cells: 16 images per request as JSON, `.npy` and a JSON list of
+base64 PNGs.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import contextlib
 import io
 import json
 import random
+import re
 import subprocess
 import sys
 import time
@@ -185,16 +188,26 @@ def _ips() -> list[str]:
     return [f"127.{a}.{b}.2", f"127.{a}.{b}.3"]
 
 
+RAY_ENGINE = "ours: Ray engine"
+
+
+def tuned_name(tuning: str) -> str:
+    """The system name of the Ray engine with the `--tune` items `tuning` (space-separated)."""
+    return f"{RAY_ENGINE} [{tuning}]"
+
+
 @contextlib.contextmanager
-def ray_engine(work: Path, store: Path, archive: str, body: bytes) -> Iterator[Running]:
-    """Our Ray engine through its own command line (`python -m toolkit.engines.ray start|stop`)."""
-    run_dir, port = work / "ray-engine", free_ports().inference
+def ray_engine(work: Path, store: Path, archive: str, body: bytes, tuning: str = "") -> Iterator[Running]:
+    """Our Ray engine through its own command line (`python -m toolkit.engines.ray start|stop`), with the
+    `--tune` items `tuning` (space-separated; '' for the engine as it ships)."""
+    run_dir, port = work / re.sub(r"[^A-Za-z0-9]+", "-", f"ray-engine {tuning}".strip()), free_ports().inference
     base = [sys.executable, "-m", "toolkit.engines.ray"]
+    tune = ["--tune", *tuning.split()] if tuning else []
     begin = time.monotonic()
     try:
         done = subprocess.run([*base, "start", "--run-dir", str(run_dir), "--model-store", str(store),
-                               "--archives", archive, "--ips", *_ips(), "--free-ports", "--http-port", str(port)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+                               "--archives", archive, "--ips", *_ips(), "--free-ports", "--http-port", str(port),
+                               *tune], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"ray engine did not start: {done.stdout[-1500:]}\n{done.stderr[-1500:]}")
         key = json.loads((run_dir / "key_file.json").read_text())["inference"]["key"]
@@ -266,7 +279,8 @@ class PeerInputs:
 
 
 def systems(plan: BenchPlan, prepared: Prepared, body: bytes, work: Path) -> dict[str, Starter]:
-    """Name -> starter of every system (the TorchScript archive of ours only when the model has one)."""
+    """Name -> starter of every system (the TorchScript archive of ours only when the model has one; the
+    Ray engine's tuned variants of the plan last)."""
     from toolkit.bench.peers import ts_plain
 
     store, shipped = prepared.store, prepared.shipped_archive
@@ -275,7 +289,7 @@ def systems(plan: BenchPlan, prepared: Prepared, body: bytes, work: Path) -> dic
         "ours: TorchServe": lambda: torchserve(plan.config, work, store, shipped, "ours", body),
         "ours: TorchServe, TorchScript": lambda: torchserve(plan.config, work, store, prepared.torchscript_archive,
                                                             "ours-ts", body),
-        "ours: Ray engine": lambda: ray_engine(work, store, shipped, body),
+        RAY_ENGINE: lambda: ray_engine(work, store, shipped, body),
         "FastAPI single": lambda: fastapi_peer("single", plan.model_file, work, body),
         "FastAPI batcher": lambda: fastapi_peer("batch", plan.model_file, work, body),
         "TorchServe plain": lambda: torchserve(plan.config, work, store, plain, "plain", body, omp1=True),
@@ -283,6 +297,8 @@ def systems(plan: BenchPlan, prepared: Prepared, body: bytes, work: Path) -> dic
     }
     if not prepared.torchscript_archive:
         del found["ours: TorchServe, TorchScript"]
+    for tuning in plan.peers.ray_tunings:
+        found[tuned_name(tuning)] = lambda tuning=tuning: ray_engine(work, store, shipped, body, tuning)
     return found
 
 
@@ -308,7 +324,7 @@ def run_system(name: str, start: Starter, peers: PeerPlan, inputs: PeerInputs, l
     with start() as running:
         first = _warm(running, peers, inputs.json)
         cells = [measure(running, inputs.json, c, peers.duration_s) for c in peers.concurrencies]
-        for body in inputs.multi if name.startswith("ours") else []:
+        for body in inputs.multi if name.startswith("ours") and "[" not in name else []:
             cell = measure(running, body, 8, peers.duration_s)
             cells.append(replace(cell, images_per_s=round(cell.load.throughput_rps * MULTI_N, 1)))
         run = PeerRun(name, round(running.ready_s, 2), first, cells, tree_rss_mib(running.pids))
@@ -323,8 +339,9 @@ def run_peers(plan: BenchPlan, prepared: Prepared, work: Path, log: Log,
     json_payload = prepared.payloads["json"]
     inputs = PeerInputs(json_payload, json_payload.path.read_bytes(), multi_bodies(plan.heldout, work / "multi"))
     (work / "peers").mkdir(exist_ok=True)
+    tuned = {tuned_name(t) for t in plan.peers.ray_tunings}
     for name, start in systems(plan, prepared, inputs.json_body, work / "peers").items():
-        if plan.peers.systems and name not in plan.peers.systems:
+        if plan.peers.systems and name not in plan.peers.systems and name not in tuned:
             continue
         try:
             rows.append(run_system(name, start, plan.peers, inputs, log))

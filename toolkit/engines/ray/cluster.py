@@ -24,9 +24,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from toolkit.engines.ray.tuning import ServePorts, Tuning
 from toolkit.errors import ServerStartError
 from toolkit.polling import poll_until
 from toolkit.process import Fingerprint, OwnedProcess, port_block, tail
@@ -41,6 +42,11 @@ NODE_PORT_NAMES = (
     "runtime-env-agent-port", "metrics-export-port",
 )
 HEAD_PORT_NAMES = ("port", "ray-client-server-port", "dashboard-port")
+# Serve's own listeners besides the front (toolkit.engines.ray.tuning.ServePorts): HAProxy's stats and metrics,
+# the fallback proxy's HTTP and gRPC, the ingress replicas' HTTP servers (one each; a stopped replica's port rests
+# for minutes before reuse) and an unused gRPC range Serve insists on.
+INGRESS_PORTS = 40
+SERVE_PORTS = 4 + INGRESS_PORTS + 2
 OBJECT_STORE_BYTES = 200_000_000  # per node: archives and requests are small; the default takes 30 % of RAM
 # Serve's HTTP proxy port on 127.0.0.1 (TorchServe's inference API there); scripts/ray_serve.sh passes its own
 # RAY_HTTP_PORT, default the same.
@@ -71,12 +77,20 @@ class Node:
         return args
 
 
-def plan_nodes(ips: list[str], base_port: int | None = None) -> list[Node]:
-    """Nodes for `ips` (the first is the head) with their ports: consecutive from `base_port` (fixed, for
-    `make ray-serve`), else a free block."""
+def plan_ports(ips: list[str], base_port: int | None = None) -> tuple[list[Node], ServePorts]:
+    """Nodes for `ips` (the first is the head) with their ports, and Serve's ports after them: consecutive from
+    `base_port` (fixed, for `make ray-serve`), else a free block."""
     per_node = PORTS_PER_NODE + WORKER_PORTS
-    count = per_node * len(ips)
+    count = per_node * len(ips) + SERVE_PORTS
     ports = list(range(base_port, base_port + count)) if base_port else port_block(count)
+    serve = ports[-SERVE_PORTS:]
+    serve_ports = ServePorts(*serve[:4], serve[4], serve[3 + INGRESS_PORTS], serve[-2], serve[-1])
+    return plan_nodes(ips, ports[:-SERVE_PORTS]), serve_ports
+
+
+def plan_nodes(ips: list[str], ports: list[int]) -> list[Node]:
+    """Nodes for `ips` (the first is the head), each with its share of `ports`."""
+    per_node = PORTS_PER_NODE + WORKER_PORTS
     nodes = []
     for index, ip in enumerate(ips):
         mine = ports[index * per_node:(index + 1) * per_node]
@@ -95,7 +109,8 @@ class ClusterState:
     temp_dir: str
     num_cpus: int
     http_port: int = HTTP_PORT
-    extra: dict = field(default_factory=dict)
+    serve_ports: ServePorts | None = None
+    tuning: Tuning | None = None  # None: Serve as Ray ships it (no settings of ours)
 
     @property
     def address(self) -> str:
@@ -109,7 +124,10 @@ class ClusterState:
     @classmethod
     def from_json(cls, text: str) -> ClusterState:
         data = json.loads(text)
+        data.pop("extra", None)  # written by earlier versions, unused
         data["nodes"] = [Node(**node) for node in data["nodes"]]
+        data["serve_ports"] = ServePorts(**data["serve_ports"]) if data.get("serve_ports") else None
+        data["tuning"] = Tuning(**data["tuning"]) if data.get("tuning") else None
         return cls(**data)
 
 
@@ -131,12 +149,18 @@ class LocalRayCluster:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def env(self) -> dict[str, str]:
-        """The environment every node and driver of this cluster needs (token auth with our token)."""
+    def env(self, state: ClusterState | None = None) -> dict[str, str]:
+        """The environment every node and driver of this cluster needs: token auth with our token, and Serve's
+        settings of the cluster's tuning (`state`, else the recorded one)."""
         env = dict(os.environ)
         env.pop("RAY_AUTH_TOKEN", None)
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(self.token_file),
                    RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S))
+        state = state or self.state()
+        if state is not None and state.serve_ports is not None and state.tuning is not None:
+            # HAProxy's files go to Ray's short temp dir: its admin socket path (plus Serve's node id) must
+            # stay under 97 bytes
+            env.update(state.tuning.env(state.serve_ports, Path(state.temp_dir) / "haproxy"))
         return env
 
     def alive_nodes(self) -> list[Node]:
@@ -147,16 +171,19 @@ class LocalRayCluster:
     # -- start / stop --
 
     def start(
-        self, ips: list[str], num_cpus: int = 1, base_port: int | None = None, http_port: int = HTTP_PORT
+        self, ips: list[str], num_cpus: int = 1, base_port: int | None = None, http_port: int = HTTP_PORT,
+        tuning: Tuning | None = None,
     ) -> ClusterState:
-        """Start the head on `ips[0]`, then each other node on its own address; return the recorded state."""
+        """Start the head on `ips[0]`, then each other node on its own address, with Serve's settings of `tuning`
+        (None: Serve as Ray ships it); return the recorded state."""
         if self.alive_nodes():
             raise ServerStartError(f"a Ray cluster is already running from {self.run_dir}")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.token_file.write_text(secrets.token_hex(32), encoding="utf-8")
         self.token_file.chmod(0o600)
-        state = ClusterState(plan_nodes(ips, base_port), tempfile.mkdtemp(prefix="ray-", dir="/tmp"), num_cpus,
-                             http_port)
+        nodes, serve_ports = plan_ports(ips, base_port)
+        state = ClusterState(nodes, tempfile.mkdtemp(prefix="ray-", dir="/tmp"), num_cpus, http_port, serve_ports,
+                             tuning)
         try:
             for node in state.nodes:
                 self._start_node(node, state)
@@ -165,17 +192,31 @@ class LocalRayCluster:
             raise
         return state
 
+    def restart_node(self, name: str) -> Node:
+        """Start the recorded node `name` again (after it was lost), with its address and ports; ServerStartError
+        when the cluster or the node is unknown, or the node still runs."""
+        state = self.state()
+        node = next((n for n in state.nodes if n.name == name), None) if state else None
+        if node is None:
+            raise ServerStartError(f"no node {name!r} recorded in {self.state_file}")
+        if node.owned().live() is not None:
+            raise ServerStartError(f"node {name} ({node.ip}) still runs (pid {node.pid})")
+        self._start_node(node, state)
+        return node
+
     def _start_node(self, node: Node, state: ClusterState) -> None:
         log = self.log_dir / f"{node.name}.log"
+        offset = log.stat().st_size if log.exists() else 0  # a node started again appends to its log
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "ray.scripts.scripts", "start",
                  *node.start_args(state.address, state.num_cpus, state.temp_dir)],
-                stdout=out, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True,
+                stdout=out, stderr=subprocess.STDOUT, env=self.env(state), start_new_session=True,
             )
         node.pid = proc.pid
         self.state_file.write_text(state.to_json(), encoding="utf-8")
-        started = poll_until(lambda: _ready(log) or proc.poll() is not None, NODE_START_TIMEOUT_S, every_s=0.5)
+        started = poll_until(lambda: _ready(log, offset) or proc.poll() is not None, NODE_START_TIMEOUT_S,
+                             every_s=0.5)
         if proc.poll() is not None or not started:
             raise ServerStartError(f"ray node {node.name} ({node.ip}) did not start:\n{tail(log, 30)}")
 
@@ -195,8 +236,11 @@ class LocalRayCluster:
         shutil.rmtree(state.temp_dir, ignore_errors=True)
 
 
-def _ready(log: Path) -> bool:
+def _ready(log: Path, offset: int = 0) -> bool:
+    """Whether `ray start` wrote its ready line to `log` after byte `offset`."""
     try:
-        return READY_LINE in log.read_text(encoding="utf-8", errors="replace")
+        with open(log, "rb") as text:
+            text.seek(offset)
+            return READY_LINE in text.read().decode("utf-8", errors="replace")
     except OSError:
         return False
