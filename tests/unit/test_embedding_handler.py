@@ -65,9 +65,11 @@ def pixel_input(pixels: np.ndarray) -> torch.Tensor:
 
 
 def token_input(tokenizer_file, text: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """A text as the model sees it: its ids padded with [PAD] to MAX_LENGTH, mask 1 on tokens."""
+    """A text as the model sees it: its ids cut to MAX_LENGTH ([SEP] kept last) or padded with [PAD] to it,
+    mask 1 on tokens."""
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
     ids = tokenizer.encode(text).ids
+    ids = ids[: MAX_LENGTH - 1] + [ids[-1]] if len(ids) > MAX_LENGTH else ids
     pad = [tokenizer.token_to_id("[PAD]")] * (MAX_LENGTH - len(ids))
     return torch.tensor([ids + pad]), torch.tensor([[1] * len(ids) + [0] * len(pad)])
 
