@@ -28,6 +28,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def write_yaml(root: Path, archive: dict, handler: dict | None = None, name: str = "custom") -> Path:
+    archive = archive if "samples" in archive else {"no_samples": True, **archive}  # these tests check the packing
     config = {"maxWorkers": 1, "archive": {"model_file": str(root / "model" / "model.pt"), **archive},
               "handler": handler or {"name": "tabular_classifier", "tabular": {"num_features": 30}}}
     path = root / f"{name}.yaml"
