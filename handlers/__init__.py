@@ -7,6 +7,7 @@ answer per request, in order). Client mistakes become a per-request 4xx; they ne
     base.py            ServingHandler, Decoded, Batch: the contract and TorchServe's hooks
     protocols.py       protocols as composed parts: TorchServe's own bodies; RequestInfo, Reply
     oip.py             the Open Inference Protocol (KServe v2): wire format and the OPEN_INFERENCE protocol
+    oip_tensors.py     an OIP request's tensors: datatypes, JSON and binary data, BYTES; the decode_oip helpers
     outputs.py         a forward's outputs named, checked and split per request (ModelOutputs)
     image.py           ImageClassifier                  imaging.py  pixels: decode, fit, normalise
     tabular.py         TabularClassifier                classification.py  what the classifiers share

@@ -24,25 +24,23 @@ from __future__ import annotations
 
 import abc
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import ClassVar
 
 import torch
 from pydantic import BaseModel
 from ts.torch_handler.base_handler import BaseHandler
 
-from handlers.backends import Backend, load_archive_model
+from handlers.backends import Backend
 from handlers.config import ModelYaml, parse_options, worker_config
-from handlers.errors import ClientError, ModelConfigError, PayloadTooLarge
+from handlers.errors import ClientError, PayloadTooLarge
 from handlers.manifest import model_version
 from handlers.metrics import HandlerMetrics
-from handlers.outputs import ModelOutputs
+from handlers.outputs import ModelOutputs, check_extra_outputs
 from handlers.protocols import TORCHSERVE_BODIES, Protocol, RequestInfo
-from handlers.worker import apply_threads, choose_threads, load_labels, select_device
+from handlers.worker import set_up
 
 logger = logging.getLogger(__name__)
 
@@ -144,12 +142,8 @@ class ServingHandler(BaseHandler, abc.ABC):
         self.context = context
         self.configure(worker_config(context.model_yaml_config))
         self.model_name, self.model_version = context.model_name, model_version(context.manifest)
-        model_dir = Path(context.system_properties["model_dir"])
-        self.device = select_device(context.system_properties)
-        self.threads = choose_threads(self.settings.threads, self.config.max_workers, len(os.sched_getaffinity(0)))
-        apply_threads(self.threads)
-        self.model = load_archive_model(model_dir, context.manifest, self.config, self.device, self.threads)
-        self.labels = load_labels(model_dir / self.settings.labels if self.settings.labels else None)
+        setup = set_up(context, self.config)
+        self.device, self.threads, self.model, self.labels = setup.device, setup.threads, setup.model, setup.labels
         self.check_outputs(self.warm_up())
         self.initialized = True
         logger.info("%s ready: device=%s threads=%d backend=%s", context.model_name, self.device,
@@ -172,10 +166,7 @@ class ServingHandler(BaseHandler, abc.ABC):
         example = self.example_input()
         inputs = example if isinstance(example, tuple) else (example,)
         outputs = ModelOutputs.of(self.forward(inputs), self.settings.output, len(inputs[0]))
-        missing = [name for name in self.settings.extra_outputs if name not in outputs.named]
-        if missing:
-            raise ModelConfigError(f"handler.extra_outputs {missing}: the model has no such output; it has "
-                                   f"{list(outputs.named)}")
+        check_extra_outputs(outputs, self.settings.extra_outputs)
         return outputs
 
     def check_outputs(self, outputs: ModelOutputs) -> None:
@@ -231,7 +222,7 @@ class ServingHandler(BaseHandler, abc.ABC):
     def preprocess(self, data: list[dict]) -> Batch:
         """One row per request (TorchServe's `{"body": ...}`, form fields or gRPC inputs) -> Batch: each request
         decoded by the protocol that claims it (`decode_request`); the decoded ones collated on the CPU."""
-        entries = [self.decode_request(self.request_info(idx, row)) for idx, row in enumerate(data)]
+        entries = [self.decode_request(RequestInfo.of(self.context, idx, row)) for idx, row in enumerate(data)]
         batch = Batch(entries)
         return replace(batch, inputs=self.collate(batch.decoded)) if batch.decoded else batch
 
@@ -247,12 +238,6 @@ class ServingHandler(BaseHandler, abc.ABC):
                 for entry in batch.entries]
 
     # ---- the per-request seam -----------------------------------------------------------------------------
-
-    def request_info(self, idx: int, row: dict) -> RequestInfo:
-        """Request `idx` of the current batch: its row, its headers (read once), TorchServe's request id."""
-        headers = self.context.get_all_request_header(idx) or {}
-        ids = getattr(self.context, "request_ids", None) or {}
-        return RequestInfo(idx, row, headers, str(ids.get(idx, idx)))
 
     def decode_request(self, request: RequestInfo) -> Entry:
         """The first protocol this handler speaks that claims `request` parses it and decodes it into the
@@ -273,13 +258,7 @@ class ServingHandler(BaseHandler, abc.ABC):
             reply = entry.protocol.refuse(entry.request, entry.result)
         else:
             reply = entry.protocol.encode(self, entry.request, entry.envelope, entry.result, outputs)
-        idx = entry.request.index
-        if reply.status != 200:
-            self.context.set_response_status(reply.status, reply.phrase, idx)
-        self.context.set_response_content_type(idx, reply.content_type)
-        for name, value in reply.headers.items():
-            self.context.set_response_header(idx, name, value)
-        return reply.body
+        return reply.send(self.context, entry.request.index)
 
     # ---- the batch around the forward ---------------------------------------------------------------------
 
@@ -297,28 +276,3 @@ class ServingHandler(BaseHandler, abc.ABC):
         limit = self.settings.max_inputs_per_request
         if count > limit:
             raise PayloadTooLarge(f"{count} inputs in one request; at most {limit} allowed")
-
-    def answer_with_extras(self, answer: object, outputs: ModelOutputs, item: Decoded) -> object:
-        """`answer` with the outputs the YAML lists in `handler.extra_outputs` added, each under its name:
-        per item (each answer of a list gets its own row) or, for a per-request answer, all n rows."""
-        names = self.settings.extra_outputs
-        if not names:
-            return answer
-        rows = {name: _plain(outputs[name]) for name in names}
-        if not self.answer_per_item:
-            return {**answer, **rows}
-        answers = answer if item.many else [answer]
-        merged = [{**one, **{name: values[i] for name, values in rows.items()}} for i, one in enumerate(answers)]
-        return merged if item.many else merged[0]
-
-
-def _plain(rows: object) -> list:
-    """One output's rows as JSON-serialisable lists (floats rounded to 6 decimals)."""
-    if isinstance(rows, torch.Tensor):
-        values = rows.tolist()
-        return _round(values) if rows.is_floating_point() else values
-    return [{key: _plain(value) for key, value in row.items()} for row in rows]
-
-
-def _round(values: object) -> object:
-    return [_round(v) for v in values] if isinstance(values, list) else round(values, 6)

@@ -31,7 +31,8 @@ from handlers.config import ImageInput
 from handlers.decoding import check_finite, decode_base64, numeric_array, read_body
 from handlers.errors import ClientError, PayloadTooLarge, ValidationError
 from handlers.imaging import Fitted, Placement, image_pixels, light_background, open_image, whole_intensities
-from handlers.oip import OPEN_INFERENCE, OipError, OipRequest, class_scores, finite_float32, single_input
+from handlers.oip import OPEN_INFERENCE, OipRequest, class_scores
+from handlers.oip_tensors import OipError, finite_float32, single_input
 from handlers.outputs import ModelOutputs
 
 PAYLOAD_KEYS = ("image", "data", "inputs")

@@ -20,6 +20,7 @@ Response `{"model_name", "model_version", "id", "outputs": [{"name", "shape", "d
          request's own, else TorchServe's request id.
 Errors   `{"error": "<message>"}` with the request's 4xx (`OipError`); the rest of its batch is answered.
 
+The tensors themselves (datatypes, JSON and binary data, BYTES) are read by `handlers.oip_tensors`.
 `OpenInference` is the protocol (`handlers.protocols`) a handler lists to speak it: it claims each request
 TorchServe routed from an OIP path, hands the parsed `OipRequest` to the handler's `decode_oip`, and sends the
 arrays of its `encode_oip` (the classifiers: `probabilities` FP32 [n, classes], `predicted_label` INT64 [n]) as
@@ -29,7 +30,6 @@ the answer's output tensors; other routes keep TorchServe's bodies (`decode`/`en
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -39,6 +39,7 @@ import torch
 
 from handlers.decoding import request_body
 from handlers.errors import ClientError
+from handlers.oip_tensors import DATATYPES, OipError, Tensor, input_tensor, parameters_of
 from handlers.protocols import JSON_CONTENT_TYPE, Protocol, Reply, RequestInfo, header_value, json_bytes
 
 if TYPE_CHECKING:  # annotations only
@@ -47,46 +48,8 @@ if TYPE_CHECKING:  # annotations only
 
 BINARY_HEADER = "inference-header-content-length"
 BINARY_CONTENT_TYPE = "application/octet-stream"
-BYTES = "BYTES"  # strings: JSON strings, or in binary each element's 4-byte little-endian length and its bytes
-# OIP datatype -> numpy dtype (little-endian, as the binary extension sends them). BYTES is not a numeric tensor:
-# its Tensor.array is an object array of each element's bytes.
-DATATYPES: dict[str, np.dtype] = {
-    name: np.dtype(code).newbyteorder("<")
-    for name, code in {
-        "BOOL": "?", "UINT8": "u1", "UINT16": "u2", "UINT32": "u4", "UINT64": "u8", "INT8": "i1", "INT16": "i2",
-        "INT32": "i4", "INT64": "i8", "FP16": "f2", "FP32": "f4", "FP64": "f8",
-    }.items()
-}
 REQUEST_KEYS = {"id", "parameters", "inputs", "outputs", "model_name", "model_version"}
-INPUT_KEYS = {"name", "shape", "datatype", "parameters", "data"}
 OUTPUT_KEYS = {"name", "parameters"}
-
-
-class OipError(ClientError):
-    """A client mistake in an OIP request: answered `{"error": message}` with its status (400, or 413)."""
-
-    def __init__(self, message: str, status: int = 400, phrase: str = "Bad Request") -> None:
-        super().__init__(message)
-        self.status = status
-        self.phrase = phrase
-
-    @classmethod
-    def of(cls, error: ClientError) -> OipError:
-        """The same mistake (message, status) in OIP's error form."""
-        return error if isinstance(error, OipError) else cls(error.message, error.status, error.phrase)
-
-    def to_body(self) -> dict:
-        return {"error": self.message}
-
-
-@dataclass(frozen=True)
-class Tensor:
-    """One decoded input tensor: its name, declared datatype and the data as an array of the declared shape
-    (for BYTES an object array of each element's bytes)."""
-
-    name: str
-    datatype: str
-    array: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -126,14 +89,14 @@ def parse_request(body: object, headers: Mapping | None) -> OipRequest:
     request_id = envelope.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise OipError(f"'id' must be a string, got {type(request_id).__name__}")
-    parameters = _parameters(envelope.get("parameters"), "request")
+    parameters = parameters_of(envelope.get("parameters"), "request")
     inputs = envelope.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise OipError("'inputs' must be a non-empty list of tensors {name, shape, datatype, data}")
     offset = 0
     tensors = []
     for index, item in enumerate(inputs):
-        tensor, offset = _input_tensor(item, index, binary, offset)
+        tensor, offset = input_tensor(item, index, binary, offset)
         tensors.append(tensor)
     if binary is not None and offset != len(binary):
         raise OipError(f"{len(binary) - offset} bytes of binary data after the last input's binary_data_size")
@@ -171,147 +134,6 @@ def _json(data: bytes | bytearray | str) -> object:
         raise OipError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
 
-def _parameters(value: object, where: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise OipError(f"'parameters' of {where} must be an object, got {type(value).__name__}")
-    return value
-
-
-def _input_tensor(item: object, index: int, binary: bytes | None, offset: int) -> tuple[Tensor, int]:
-    """inputs[index] -> Tensor (data from JSON or from `binary` at `offset`) and the next binary offset."""
-    if not isinstance(item, dict):
-        raise OipError(f"inputs[{index}] must be an object {{name, shape, datatype, data}}")
-    name = item.get("name")
-    if not isinstance(name, str) or not name:
-        raise OipError(f"inputs[{index}] needs a 'name' (a non-empty string)")
-    unknown = sorted(set(item) - INPUT_KEYS)
-    if unknown:
-        raise OipError(f"input '{name}': unknown keys {unknown}; allowed: {sorted(INPUT_KEYS)}")
-    shape = item.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                               for d in shape):
-        raise OipError(f"input '{name}': 'shape' must be a list of non-negative integers, got {shape!r}")
-    datatype = item.get("datatype")
-    if datatype not in DATATYPES and datatype != BYTES:
-        raise OipError(f"input '{name}': datatype {datatype!r} is not an OIP datatype "
-                       f"({', '.join([*DATATYPES, BYTES])})")
-    size = _parameters(item.get("parameters"), f"input '{name}'").get("binary_data_size")
-    if size is not None:
-        read = _binary_strings if datatype == BYTES else _binary_data
-        return Tensor(name, datatype, read(binary, offset, size, name, datatype, shape)), offset + size
-    if "data" not in item:
-        raise OipError(f"input '{name}' has no 'data' (nor parameters.binary_data_size)")
-    read = _json_strings if datatype == BYTES else _json_data
-    return Tensor(name, datatype, read(item["data"], name, datatype, shape)), offset
-
-
-def _binary_part(binary: bytes | None, offset: int, size: object, name: str) -> bytes:
-    """The `size` bytes of the binary part from `offset` that input `name` declares."""
-    if binary is None:
-        raise OipError(f"input '{name}' has binary_data_size but the request has no "
-                       "Inference-Header-Content-Length header")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise OipError(f"input '{name}': binary_data_size must be a non-negative integer, got {size!r}")
-    if offset + size > len(binary):
-        raise OipError(f"input '{name}': binary data ends after {len(binary) - offset} of {size} bytes")
-    return binary[offset:offset + size]
-
-
-def _binary_data(binary: bytes | None, offset: int, size: object, name: str, datatype: str,
-                 shape: list[int]) -> np.ndarray:
-    """`size` bytes of the binary part from `offset` as an array of `shape` (little-endian `datatype`)."""
-    dtype, count = DATATYPES[datatype], math.prod(shape)
-    if isinstance(size, int) and not isinstance(size, bool) and size != count * dtype.itemsize:
-        raise OipError(f"input '{name}': binary_data_size {size!r} does not match shape {shape} of {datatype} "
-                       f"({count * dtype.itemsize} bytes)")
-    return np.frombuffer(_binary_part(binary, offset, size, name), dtype=dtype, count=count).reshape(shape)
-
-
-def _binary_strings(binary: bytes | None, offset: int, size: object, name: str, datatype: str,
-                    shape: list[int]) -> np.ndarray:
-    """A BYTES tensor of the binary extension: each element a 4-byte little-endian length, then that many
-    bytes, in row-major order -> an object array of `shape` holding each element's bytes."""
-    data, count = _binary_part(binary, offset, size, name), math.prod(shape)
-    elements, position = [], 0
-    for index in range(count):
-        if position + 4 > len(data):
-            raise OipError(f"input '{name}': binary BYTES data ends before element {index} of {count}")
-        length = int.from_bytes(data[position:position + 4], "little")
-        position += 4
-        if position + length > len(data):
-            raise OipError(f"input '{name}': element {index} declares {length} bytes; "
-                           f"{len(data) - position} are left")
-        elements.append(data[position:position + length])
-        position += length
-    if position != len(data):
-        raise OipError(f"input '{name}': {len(data) - position} bytes after the {count} elements of shape {shape}")
-    return _object_array(elements, shape)
-
-
-def _json_strings(data: object, name: str, datatype: str, shape: list[int]) -> np.ndarray:
-    """JSON `data` of a BYTES tensor, flat or nested strings, as an object array of `shape` holding each
-    string's UTF-8 bytes (the binary form's elements)."""
-    if not isinstance(data, list):
-        raise OipError(f"input '{name}': 'data' must be a list, got {type(data).__name__}")
-    flat: list[bytes] = []
-    _flatten_strings(data, name, flat)
-    if len(flat) != math.prod(shape):
-        raise OipError(f"input '{name}': shape {shape} needs {math.prod(shape)} values; 'data' has {len(flat)}")
-    if any(isinstance(item, list) for item in data):
-        try:
-            nested = list(np.asarray(data, dtype=np.str_).shape)
-        except ValueError:
-            raise OipError(f"input '{name}': 'data' is ragged (nested lists of unequal lengths)") from None
-        if nested != shape:
-            raise OipError(f"input '{name}': nested 'data' has shape {nested}, not the declared {shape}")
-    return _object_array(flat, shape)
-
-
-def _flatten_strings(value: object, name: str, out: list[bytes]) -> None:
-    if isinstance(value, list):
-        for item in value:
-            _flatten_strings(item, name, out)
-    elif isinstance(value, str):
-        try:
-            out.append(value.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise OipError(f"input '{name}': element {len(out)} is not valid Unicode (a lone surrogate)") from None
-    else:
-        raise OipError(f"input '{name}': BYTES 'data' must hold only strings, got {type(value).__name__}")
-
-
-def _object_array(elements: list[bytes], shape: list[int]) -> np.ndarray:
-    array = np.empty(len(elements), dtype=object)
-    array[:] = elements
-    return array.reshape(shape)
-
-
-def _json_data(data: object, name: str, datatype: str, shape: list[int]) -> np.ndarray:
-    """JSON `data`, flat or nested, as an array of `shape` with the datatype's dtype."""
-    if not isinstance(data, list):
-        raise OipError(f"input '{name}': 'data' must be a list, got {type(data).__name__}")
-    try:
-        array = np.asarray(data)
-    except ValueError:
-        raise OipError(f"input '{name}': 'data' is ragged (nested lists of unequal lengths)") from None
-    if array.dtype.kind not in "biuf":
-        raise OipError(f"input '{name}': 'data' must hold only numbers for {datatype}")
-    if array.size != math.prod(shape):
-        raise OipError(f"input '{name}': shape {shape} needs {math.prod(shape)} values; 'data' has {array.size}")
-    if array.ndim > 1 and list(array.shape) != shape:
-        raise OipError(f"input '{name}': nested 'data' has shape {list(array.shape)}, not the declared {shape}")
-    dtype = DATATYPES[datatype]
-    if dtype.kind in "iub" and array.dtype.kind == "f":
-        raise OipError(f"input '{name}': {datatype} data must be integers")
-    if dtype.kind in "iu" and array.size:
-        info = np.iinfo(dtype)
-        if array.min() < info.min or array.max() > info.max:
-            raise OipError(f"input '{name}': values outside the range of {datatype} [{info.min}, {info.max}]")
-    return array.astype(dtype).reshape(shape)
-
-
 def _requested_outputs(value: object, binary_default: bool) -> tuple[list[str] | None, set[str]]:
     """`outputs` of the request -> (names asked for, or None for all; names to send binary). A name asked
     for twice counts once. `binary_default` is the request's `binary_data_output`."""
@@ -326,31 +148,12 @@ def _requested_outputs(value: object, binary_default: bool) -> tuple[list[str] |
         unknown = sorted(set(item) - OUTPUT_KEYS)
         if unknown:
             raise OipError(f"output '{item['name']}': unknown keys {unknown}; allowed: {sorted(OUTPUT_KEYS)}")
-        flag = _parameters(item.get("parameters"), f"output '{item['name']}'").get("binary_data", binary_default)
+        flag = parameters_of(item.get("parameters"), f"output '{item['name']}'").get("binary_data", binary_default)
         if item["name"] not in names:
             names.append(item["name"])
         if flag:
             binary.add(item["name"])
     return names, binary
-
-
-def single_input(request: OipRequest, allowed: tuple[str, ...]) -> Tensor:
-    """The request's one input tensor (any name), refused unless its datatype is one of `allowed`."""
-    if len(request.inputs) != 1:
-        names = [t.name for t in request.inputs]
-        raise OipError(f"this model takes exactly 1 input tensor; got {len(names)}: {names}")
-    tensor = request.inputs[0]
-    if tensor.datatype not in allowed:
-        raise OipError(f"input '{tensor.name}': datatype {tensor.datatype} not accepted; send {' or '.join(allowed)}")
-    return tensor
-
-
-def finite_float32(tensor: Tensor) -> np.ndarray:
-    """The tensor as float32, refusing NaN and Inf."""
-    array = tensor.array.astype(np.float32)
-    if not np.isfinite(array).all():
-        raise OipError(f"input '{tensor.name}' contains NaN or Inf")
-    return array
 
 
 # ---- response -----------------------------------------------------------------------------------------------

@@ -116,3 +116,38 @@ class ModelOutputs:
                 per_request[index][name] = value[start:start + count]
                 start += count
         return [ModelOutputs(named, self.main_name) for named in per_request]
+
+
+def check_extra_outputs(outputs: ModelOutputs, names: Sequence[str]) -> None:
+    """ModelConfigError at start when `handler.extra_outputs` names an output the model does not have."""
+    missing = [name for name in names if name not in outputs.named]
+    if missing:
+        raise ModelConfigError(f"handler.extra_outputs {missing}: the model has no such output; it has "
+                               f"{list(outputs.named)}")
+
+
+def add_extra_outputs(answer: object, outputs: ModelOutputs, names: Sequence[str], per_item: bool,
+                      many: bool) -> object:
+    """`answer` with the outputs `names` (`handler.extra_outputs`) added, each under its name: per item (each
+    answer of a list gets its own row; `many`: the answer is that list) or, for a per-request answer
+    (`per_item` False), all n rows."""
+    if not names:
+        return answer
+    rows = {name: plain_rows(outputs[name]) for name in names}
+    if not per_item:
+        return {**answer, **rows}
+    answers = answer if many else [answer]
+    merged = [{**one, **{name: values[i] for name, values in rows.items()}} for i, one in enumerate(answers)]
+    return merged if many else merged[0]
+
+
+def plain_rows(rows: Rows) -> list:
+    """One output's rows as JSON-serialisable lists (floats rounded to 6 decimals)."""
+    if isinstance(rows, torch.Tensor):
+        values = rows.tolist()
+        return _round(values) if rows.is_floating_point() else values
+    return [{key: plain_rows(value) for key, value in row.items()} for row in rows]
+
+
+def _round(values: object) -> object:
+    return [_round(v) for v in values] if isinstance(values, list) else round(values, 6)

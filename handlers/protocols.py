@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from handlers.decoding import request_body
 from handlers.errors import ClientError, ModelConfigError
+from handlers.outputs import add_extra_outputs
 
 if TYPE_CHECKING:  # annotations only: base imports this module
     from handlers.base import Decoded, ServingHandler
@@ -53,6 +54,12 @@ class RequestInfo:
     headers: Mapping[str, str]
     request_id: str
 
+    @classmethod
+    def of(cls, context, index: int, row: Mapping[str, object]) -> RequestInfo:
+        """Request `index` of the batch TorchServe's `context` holds: its row, headers and request id."""
+        ids = getattr(context, "request_ids", None) or {}
+        return cls(index, row, context.get_all_request_header(index) or {}, str(ids.get(index, index)))
+
     def header(self, name: str) -> str | None:
         """A request header by its lower-case name, or None."""
         return header_value(self.headers, name)
@@ -71,6 +78,16 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
     status: int = 200
     phrase: str = "OK"
+
+    def send(self, context, index: int) -> bytes:
+        """Set this answer's status (when not 200), content type and headers for request `index` on TorchServe's
+        `context`; the body, for the handler to return."""
+        if self.status != 200:
+            context.set_response_status(self.status, self.phrase, index)
+        context.set_response_content_type(index, self.content_type)
+        for name, value in self.headers.items():
+            context.set_response_header(index, name, value)
+        return self.body
 
 
 def json_bytes(value: object) -> bytes:
@@ -134,7 +151,9 @@ class TorchServeBodies(Protocol[object]):
 
     def encode(self, handler: ServingHandler, request: RequestInfo, envelope: object, item: Decoded,
                outputs: ModelOutputs) -> Reply:
-        return Reply(json_bytes(handler.answer_with_extras(handler.encode(outputs, item), outputs, item)))
+        answer = add_extra_outputs(handler.encode(outputs, item), outputs, handler.settings.extra_outputs,
+                                   handler.answer_per_item, item.many)
+        return Reply(json_bytes(answer))
 
 
 TORCHSERVE_BODIES = TorchServeBodies()

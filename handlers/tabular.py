@@ -18,7 +18,8 @@ from handlers.classification import check_class_scores, class_probabilities
 from handlers.config import TabularInput
 from handlers.decoding import check_finite, numeric_array, read_body
 from handlers.errors import ValidationError
-from handlers.oip import OPEN_INFERENCE, OipError, OipRequest, class_scores, finite_float32, single_input
+from handlers.oip import OPEN_INFERENCE, OipRequest, class_scores
+from handlers.oip_tensors import OipError, finite_float32, single_input
 from handlers.outputs import ModelOutputs
 
 ALLOWED_KEYS = {"inputs", "return_probabilities"}

@@ -32,7 +32,8 @@ from handlers.classification import check_class_scores, class_probabilities, ran
 from handlers.config import TextInput
 from handlers.decoding import parse_json_text
 from handlers.errors import ClientError, DecodeError, ModelConfigError, PayloadTooLarge, ValidationError
-from handlers.oip import OPEN_INFERENCE, OipError, OipRequest, class_scores, single_input
+from handlers.oip import OPEN_INFERENCE, OipRequest, class_scores
+from handlers.oip_tensors import OipError, single_input
 from handlers.outputs import ModelOutputs
 
 TEXT_KEY = "text"  # the one key of a JSON body

@@ -1,13 +1,17 @@
-"""Worker set-up helpers: device, threads, labels."""
+"""Worker set-up: device, threads, the model's backend and labels, read from TorchServe's Context."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from handlers.backends import Backend, load_archive_model
+from handlers.config import ModelYaml
 from handlers.errors import ModelConfigError
 
 logger = logging.getLogger(__name__)
@@ -43,3 +47,26 @@ def load_labels(path: Path | None) -> list[str] | None:
         raise ModelConfigError(f"labels file {path.name} is missing from the archive")
     mapping = json.loads(path.read_text(encoding="utf-8"))
     return [str(mapping[str(i)]) for i in range(len(mapping))]
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What a worker serves with: its device, torch threads, the model's backend and the labels (or None)."""
+
+    device: torch.device
+    threads: int
+    model: Backend
+    labels: list[str] | None
+
+
+def set_up(context, config: ModelYaml) -> WorkerSetup:
+    """Device (TorchServe's gpu_id), threads (`handler.threads`, else cores / maxWorkers, applied to this
+    process), the model file's backend and the labels file, from the worker's Context."""
+    model_dir = Path(context.system_properties["model_dir"])
+    settings = config.handler
+    device = select_device(context.system_properties)
+    threads = choose_threads(settings.threads, config.max_workers, len(os.sched_getaffinity(0)))
+    apply_threads(threads)
+    model = load_archive_model(model_dir, context.manifest, config, device, threads)
+    labels = load_labels(model_dir / settings.labels if settings.labels else None)
+    return WorkerSetup(device, threads, model, labels)
