@@ -6,8 +6,8 @@ port from a free block, Serve's proxy on a free port of 127.0.0.1. It is driven 
 command line in subprocesses (`python -m toolkit.engines.ray start|status|stop`), so the test process never
 joins the cluster, and stopped by those same commands (by the nodes' pids) at the end.
 
-Deployed: mnist and tabular as shipped, and `mnist_autoscale` (mnist with `ray:` min 1 / max 2 replicas,
-a target of 2 requests in flight and short scaling delays) for the autoscaling test.
+Deployed: mnist, tabular and digit_detector as shipped, and `mnist_autoscale` (mnist with `ray:` min 1 / max 2
+replicas, a target of 2 requests in flight and short scaling delays) for the autoscaling test.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from toolkit.paths import MODEL_CONFIGS
 from toolkit.process import free_ports
 
 START_TIMEOUT_S = 600
+SHIPPED = ("mnist", "tabular", "digit_detector")  # deployed as shipped
 AUTOSCALE = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2, "upscale_delay_s": 1.0,
              "downscale_delay_s": 5.0}
 
@@ -62,12 +63,12 @@ def _addresses() -> list[str]:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    for name in ("mnist", "tabular"):
+    for name in SHIPPED:
         require_built(STORE / f"{name}.mar", "make archive")
     root = tmp_path_factory.mktemp("ray")
     store = root / "store"
     store.mkdir()
-    for name in ("mnist", "tabular"):
+    for name in SHIPPED:
         (store / f"{name}.mar").write_bytes((STORE / f"{name}.mar").read_bytes())
     build_variant(MODEL_CONFIGS / "mnist.yaml", "mnist_autoscale", store, top={"ray": AUTOSCALE})
     ips, http_port = _addresses(), free_ports().inference
