@@ -14,7 +14,7 @@ GRPC_STUBS := toolkit/client/grpc_gen/__init__.py
 # whole; its .built stamp marks it complete.
 DEMO_SHARED := examples/demo_models/build_models.py examples/demo_models/training.py \
 	$(wildcard toolkit/export/*.py) toolkit/paths.py
-DEMO_MODELS := mnist tabular resnet18 fortunes
+DEMO_MODELS := mnist tabular resnet18 fortunes digit_detector digit_segmenter
 FORTUNES := /usr/share/games/fortunes
 MODEL_BUILDS := $(DEMO_MODELS:%=build/models/%/.built)
 ARCHIVES := $(patsubst config/models/%.yaml,model_store/%.mar,$(wildcard config/models/*.yaml))
@@ -34,7 +34,11 @@ $(GRPC_STUBS): $(wildcard proto/*.proto) scripts/gen_grpc.py $(VENV)
 
 build/models/%/.built: examples/demo_models/%.py $(DEMO_SHARED) | $(VENV)
 	$(PY) -m examples.demo_models.build_models --only $* && touch $@
-build/models/mnist/.built: examples/demo_models/digits.py examples/demo_models/fonts.py handlers/imaging.py
+# The digit generator (digits, fonts, pen strokes) feeds the classifier and the scene models alike.
+DIGIT_GENERATOR := $(addprefix examples/demo_models/,digits.py fonts.py strokes.py handwriting.py) handlers/imaging.py
+SCENE_SHARED := $(addprefix examples/demo_models/,scenes.py scene_training.py scene_metrics.py scene_export.py)
+build/models/mnist/.built: $(DIGIT_GENERATOR)
+build/models/digit_detector/.built build/models/digit_segmenter/.built: $(DIGIT_GENERATOR) $(SCENE_SHARED)
 build/models/resnet18/.built: handlers/imaging.py handlers/config.py
 build/models/fortunes/.built: | $(FORTUNES)/computers
 $(FORTUNES)/%:
@@ -60,7 +64,7 @@ help: ## list the targets and the variables they read
 
 install: $(VENV) $(GRPC_STUBS) ## .venv with every extra (pyproject.toml, pins) and the generated gRPC stubs
 
-models: $(MODEL_BUILDS) ## train and export the example models into build/models/ (~2 min, when their code changed)
+models: $(MODEL_BUILDS) ## train and export the example models into build/models/ (~12 min, when their code changed)
 
 archive: $(if $(MODEL),model_store/$(MODEL).mar,$(ARCHIVES)) ## validate, preflight, write stale model_store/*.mar (MODEL=, VERSION=)
 	$(if $(VERSION),$(PY) -m toolkit.archive$(if $(MODEL), --model $(MODEL)) --version $(VERSION))

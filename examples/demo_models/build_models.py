@@ -1,22 +1,24 @@
 """Train, export and verify the example models into ``build/models/<name>/`` (``make models``).
 
 Models (one module each, registered in ``BUILDERS``; shared parts in ``training``):
-  mnist    ``MnistCNN`` trained on sklearn's 8×8 digits rendered in the MNIST layout, with augmentation;
-           stratified 20 % held-out split (never trained on), plus an out-of-distribution set of
-           font-rendered digits (accuracy reported, no threshold).
-  tabular  ``TabularMLP`` on sklearn's breast-cancer data, stratified 20 % held-out split.
-  resnet18 ``ResNet18`` (torchvision's architecture) with random weights, BatchNorm statistics from
-           scikit-image's sample photos: the compute-heavy example (no accuracy: it knows no classes).
-  fortunes ``TokenBagClassifier`` on Debian's fortunes database by topic, with a WordPiece tokenizer trained on
-           the training split; stratified 20 % held-out split.
+  mnist            ``MnistConvNet`` trained on the digit generator's digits (pen strokes, fonts, sklearn's 8×8
+                   digits; ``handwriting``) in the MNIST layout; stratified 20 % held-out split of sklearn's digits
+                   (never trained on), plus held-out generated digits (other seeds, harder hands, other fonts).
+  tabular          ``TabularMLP`` on sklearn's breast-cancer data, stratified 20 % held-out split.
+  digit_detector   ``DigitDetector`` (CenterNet-like, decodes inside the model) on canvases of generated digits;
+                   precision and recall on held-out canvases (``scene_training``).
+  digit_segmenter  ``DigitSegmenter`` (U-Net-like) on the same canvases; mean IoU on held-out canvases.
+  resnet18         ``ResNet18`` (torchvision's architecture) with random weights, BatchNorm statistics from
+                   scikit-image's sample photos: the compute-heavy example (no accuracy: it knows no classes).
+  fortunes         ``TokenBagClassifier`` on Debian's fortunes database by topic, with a WordPiece tokenizer
+                   trained on the training split; stratified 20 % held-out split.
 
-Per model the directory holds ``<name>.pt`` (TorchScript, the legacy format, checked against the eager
-module on the whole held-out set), ``<name>.onnx`` (checked with onnx.checker and onnxruntime against
-TorchScript, max abs diff <= 1e-4), ``<name>_exported.pt2`` (ExportedProgram) and ``<name>_aoti.pt2``
-(AOTInductor package for the CPU, 20-30 s of compiling each), both checked through their serving backend
-against eager on the held-out set (max abs diff <= 1e-4), ``index_to_name.json``, ``metrics.json``,
-``samples/`` and ``heldout.npz``
-(``x`` as the server receives it, ``y`` true labels, ``pred`` TorchScript predictions through the
+Per model the directory holds ``<name>.pt`` (TorchScript, checked against the eager module on the
+whole held-out set), ``<name>.onnx`` (checked with onnx.checker and onnxruntime against TorchScript,
+max abs diff <= 1e-4), ``<name>_exported.pt2`` (ExportedProgram) and ``<name>_aoti.pt2`` (AOTInductor package
+for the CPU) where the model exports them, both checked through their serving backend against eager,
+``index_to_name.json``, ``metrics.json``, ``samples/``, and for the classifiers
+``heldout.npz`` (``x`` as the server receives it, ``y`` true labels, ``pred`` TorchScript predictions through the
 serving preprocessing). A model is written to ``<out>/.<name>.partial`` first and moved into place
 only when every check and threshold passed. Exit status: 0 when all requested models passed,
 1 otherwise (the summary says why). Progress: on a terminal a bar over the models being built (elapsed time,
@@ -36,7 +38,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from examples.demo_models import fortunes, mnist, resnet18, tabular
+from examples.demo_models import digit_detector, digit_segmenter, fortunes, mnist, resnet18, tabular
 from examples.demo_models.training import Log
 from toolkit.paths import BUILD_MODELS
 
@@ -84,6 +86,8 @@ BUILDERS: dict[str, Callable[[Path, int, Log], dict]] = {
     "tabular": tabular.build,
     "resnet18": resnet18.build,
     "fortunes": fortunes.build,
+    "digit_detector": digit_detector.build,
+    "digit_segmenter": digit_segmenter.build,
 }
 
 
@@ -115,11 +119,13 @@ def build_all(names: Sequence[str], out_root: Path, seed: int, progress: Progres
 
 
 def summary_line(result: Result) -> str:
-    """One summary line, e.g. ``mnist    heldout_acc=0.9861  ood_fonts_acc=0.7210``."""
+    """One summary line, e.g. ``mnist    heldout_acc=0.9861  fonts_acc=0.9720``: the model's ``summary`` figures,
+    else its accuracies."""
     if result.error:
         return f"{result.name:<8} FAILED  {result.error}"
-    accs = "  ".join(f"{key}_acc={value:.4f}" for key, value in result.metrics["accuracy"].items())
-    return f"{result.name:<8} {accs}  (train {result.metrics['train_seconds']:.1f}s)"
+    figures = result.metrics.get("summary") or {f"{k}_acc": v for k, v in result.metrics["accuracy"].items()}
+    shown = "  ".join(f"{key}={value:.4f}" for key, value in figures.items())
+    return f"{result.name:<8} {shown}  (train {result.metrics['train_seconds']:.1f}s)"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -1,50 +1,65 @@
-"""Out-of-distribution digit set: digits 0-9 rendered from fonts, then put into the MNIST layout.
+"""Printed digits from the fonts on the machine: one source of the digit generator, and a held-out set.
 
-Only fonts present on a clean machine are used: Pillow's scalable default font
-(``ImageFont.load_default(size=...)``, needs FreeType) and DejaVu TrueType files found under
-``/usr/share/fonts`` (if any). Variants: font size (px), horizontal slant (shear factor) and stroke
-thickness (Pillow ``stroke_width`` in px).
+Training fonts (``system_fonts``): Pillow's scalable default font (``ImageFont.load_default(size=...)``, needs
+FreeType) and the DejaVu TrueType files under ``/usr/share/fonts``. Held-out fonts (``matplotlib_fonts``): the
+STIX and Computer Modern faces matplotlib ships (serif, italic, bold, sans, typewriter): shapes the model never
+trains on, for the figures in ``metrics.json``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from examples.demo_models.digits import to_mnist_layout
-
-FontLoader = Callable[[int], ImageFont.FreeTypeFont | ImageFont.ImageFont]
+from examples.demo_models.digits import DigitSet, to_mnist_layout
 
 DEFAULT_FONT_DIR = Path("/usr/share/fonts")
+# matplotlib's faces with lining digits (cmmi10's are old-style; the others carry no digits).
+HELD_OUT_FACES = ("STIXGeneral", "STIXGeneralItalic", "STIXGeneralBol", "STIXGeneralBolIta",
+                  "cmr10", "cmb10", "cmss10", "cmtt10", "cmti10")
 SIZES: tuple[int, ...] = (24, 48)
 SLANTS: tuple[float, ...] = (-0.2, 0.0, 0.25)
 # Stroke width as a fraction of the font size (0 = the font's own weight).
 THICKNESS: tuple[float, ...] = (0.0, 0.06)
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 
 @dataclass(frozen=True)
-class FontDigitSet:
-    """Rendered set: ``x`` uint8 ``(N, 28, 28)``, ``y`` int64 ``(N,)``, ``font`` name per image."""
+class FontFace:
+    """A font on the machine: ``path`` to a TrueType file, or None for Pillow's scalable default font."""
 
-    x: np.ndarray
-    y: np.ndarray
-    font: list[str]
+    name: str
+    path: Path | None = None
+
+    def load(self, size_px: int) -> Font:
+        """The face at ``size_px``."""
+        if self.path is None:
+            return ImageFont.load_default(size=size_px)
+        return ImageFont.truetype(str(self.path), size_px)
 
 
-def font_sources(font_dir: Path = DEFAULT_FONT_DIR) -> list[tuple[str, FontLoader]]:
-    """(name, loader(size_px)) for Pillow's scalable default font and every DejaVu*.ttf found."""
-    sources: list[tuple[str, FontLoader]] = []
-    if _scalable_default_available():
-        sources.append(("pillow-default", lambda size: ImageFont.load_default(size=size)))
+def system_fonts(font_dir: Path = DEFAULT_FONT_DIR) -> list[FontFace]:
+    """Pillow's scalable default font (when Pillow has FreeType) and every DejaVu*.ttf under ``font_dir``."""
+    faces = [FontFace("pillow-default")] if _scalable_default_available() else []
     if font_dir.is_dir():
-        for path in sorted(font_dir.rglob("DejaVu*.ttf")):
-            sources.append((path.stem, lambda size, p=path: ImageFont.truetype(str(p), size)))
-    return sources
+        faces += [FontFace(path.stem, path) for path in sorted(font_dir.rglob("DejaVu*.ttf"))]
+    return faces
+
+
+def matplotlib_fonts() -> list[FontFace]:
+    """The ``HELD_OUT_FACES`` matplotlib ships (none when matplotlib is not installed)."""
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or spec.origin is None:
+        return []
+    font_dir = Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf"
+    return [FontFace(name, font_dir / f"{name}.ttf") for name in HELD_OUT_FACES
+            if (font_dir / f"{name}.ttf").is_file()]
 
 
 def _scalable_default_available() -> bool:
@@ -52,38 +67,41 @@ def _scalable_default_available() -> bool:
     return isinstance(ImageFont.load_default(size=20), ImageFont.FreeTypeFont)
 
 
-def render_font_digit(digit: int, font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
-                      size: int, slant: float = 0.0, stroke: int = 0) -> np.ndarray:
-    """Render ``digit`` white on black with ``font``, shear by ``slant``, return the MNIST layout.
-
-    ``size`` is the font size in px (sets the canvas size); ``stroke`` the extra stroke width in px.
-    """
+def render_font_glyph(digit: int, font: Font, size: int, slant: float = 0.0, stroke: int = 0) -> np.ndarray:
+    """``digit`` white on black in ``font`` (``size`` px, which sets the canvas: 3x3 sizes), sheared by
+    ``slant`` (positive leans the top right, italic), ``stroke`` px of extra stroke width; ``uint8`` image."""
     side = 3 * size
     img = Image.new("L", (side, side), 0)
     draw = ImageDraw.Draw(img)
     draw.text((side / 2, side / 2), str(digit), fill=255, font=font, anchor="mm",
               stroke_width=stroke, stroke_fill=255)
     if slant:
-        # Inverse map: input x = x + slant * (y - centre); slant > 0 leans the top right (italic).
+        # Inverse map: input x = x + slant * (y - centre).
         coeffs = (1.0, slant, -slant * side / 2, 0.0, 1.0, 0.0)
         img = img.transform(img.size, Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BICUBIC)
-    return to_mnist_layout(np.asarray(img))
+    return np.asarray(img, dtype=np.uint8)
 
 
-def build_font_digit_set(sources: Sequence[tuple[str, FontLoader]], sizes: Sequence[int] = SIZES,
+def render_font_digit(digit: int, font: Font, size: int, slant: float = 0.0, stroke: int = 0) -> np.ndarray:
+    """``render_font_glyph`` put into the MNIST layout (28x28 ``uint8``)."""
+    return to_mnist_layout(render_font_glyph(digit, font, size, slant, stroke))
+
+
+def build_font_digit_set(faces: Sequence[FontFace], sizes: Sequence[int] = SIZES,
                          slants: Sequence[float] = SLANTS,
-                         thickness: Sequence[float] = THICKNESS) -> FontDigitSet:
-    """Render digits 0-9 for every font × size × slant × thickness combination (fixed order)."""
+                         thickness: Sequence[float] = THICKNESS) -> DigitSet:
+    """Render digits 0-9 for every face x size x slant x thickness combination (fixed order); ``group`` is
+    each image's face."""
     images: list[np.ndarray] = []
     labels: list[int] = []
     names: list[str] = []
-    for (name, loader), size in itertools.product(sources, sizes):
-        font = loader(size)
+    for face, size in itertools.product(faces, sizes):
+        font = face.load(size)
         for slant, thick, digit in itertools.product(slants, thickness, range(10)):
             images.append(render_font_digit(digit, font, size, slant, round(thick * size)))
             labels.append(digit)
-            names.append(name)
+            names.append(face.name)
     if not images:
         empty = np.zeros((0, 28, 28), dtype=np.uint8)
-        return FontDigitSet(empty, np.zeros(0, dtype=np.int64), [])
-    return FontDigitSet(np.stack(images).astype(np.uint8), np.asarray(labels, dtype=np.int64), names)
+        return DigitSet(empty, np.zeros(0, dtype=np.int64), [])
+    return DigitSet(np.stack(images).astype(np.uint8), np.asarray(labels, dtype=np.int64), names)

@@ -29,6 +29,8 @@ DEMO = {
     "tabular": ("tabular.pt", "tabular.onnx", "index_to_name.json", "heldout.npz"),
     "resnet18": ("resnet18.pt", "resnet18.onnx"),
     "fortunes": ("fortunes.pt", "tokenizer.json", "index_to_name.json", "heldout.json"),
+    "digit_detector": ("digit_detector.pt", "digit_detector.onnx", "index_to_name.json"),
+    "digit_segmenter": ("digit_segmenter.pt", "digit_segmenter.onnx", "index_to_name.json"),
 }
 ARCHIVES = tuple(sorted(p.stem for p in (ROOT / "config" / "models").glob("*.yaml")))  # mnist, mnist_torchscript, ...
 T0 = 1_700_000_000  # sources; each build step's outputs are one step newer than its inputs
@@ -183,10 +185,15 @@ def test_one_models_training_code_retrains_that_model_only(tree):
     commands = plan(tree, "serve")
     assert trained(commands) == {"tabular"}
     assert archived(commands) == {"tabular", "tabular_onnx"}
-    touch(tree, "examples/demo_models/digits.py")
-    assert trained(plan(tree, "serve")) == {"mnist", "tabular"}
+    touch(tree, "examples/demo_models/digits.py")  # the digit generator: the classifier and the scene models
+    assert trained(plan(tree, "serve")) == {"mnist", "tabular", "digit_detector", "digit_segmenter"}
     touch(tree, "examples/demo_models/fortunes.py")
-    assert trained(plan(tree, "serve")) == {"mnist", "tabular", "fortunes"}
+    assert trained(plan(tree, "serve")) == {"mnist", "tabular", "digit_detector", "digit_segmenter", "fortunes"}
+
+
+def test_scene_code_retrains_the_scene_models_only(tree):
+    touch(tree, "examples/demo_models/scenes.py")
+    assert trained(plan(tree, "serve")) == {"digit_detector", "digit_segmenter"}
 
 
 def test_missing_model_folder_is_rebuilt(tree):
@@ -238,5 +245,5 @@ def test_help_lists_every_phony_target_and_knob(tree):
 
 
 def test_the_image_pipeline_retrains_the_image_models_only(tree):
-    touch(tree, "handlers/imaging.py")
-    assert trained(plan(tree, "serve")) == {"mnist", "resnet18"}
+    touch(tree, "handlers/imaging.py")  # the serving layout the digit generator and the photo model train on
+    assert trained(plan(tree, "serve")) == {"mnist", "resnet18", "digit_detector", "digit_segmenter"}

@@ -1,4 +1,5 @@
-"""MNIST-layout rendering of sklearn digits and fonts, serving normalisation, augmentation."""
+"""The digit generator: MNIST-layout rendering of sklearn digits, fonts and pen strokes, serving normalisation,
+distortions."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from examples.demo_models import digits, fonts
+from examples.demo_models import digits, fonts, handwriting, strokes
 from handlers.config import load_model_yaml
 from handlers.imaging import centre_of_mass
 from tests.paths import ROOT
@@ -89,29 +90,121 @@ def test_training_layout_is_the_serving_layout(image_handler) -> None:
     assert pixel_error.max() <= 0.5 + 1e-3, pixel_error.max()
 
 
-def test_augment_keeps_shape_dtype_and_is_seeded(rendered: np.ndarray) -> None:
-    batch = rendered[:20]
-    first = digits.augment_batch(batch, np.random.default_rng(7))
-    again = digits.augment_batch(batch, np.random.default_rng(7))
-    other = digits.augment_batch(batch, np.random.default_rng(8))
-    assert first.shape == batch.shape and first.dtype == np.uint8
-    assert np.array_equal(first, again)
-    assert not np.array_equal(first, other)
-    assert not np.array_equal(first, batch)
-    assert all(img.max() > 100 for img in first)  # the digit survives (stays mostly in frame)
-    single = digits.augment(batch[0], np.random.default_rng(3))
-    assert single.shape == (28, 28) and single.dtype == np.uint8
+STRONG = handwriting.STRONG_DISTORTION
 
 
-def test_augment_batch_p_clean_one_returns_the_input(rendered: np.ndarray) -> None:
-    out = digits.augment_batch(rendered[:5], np.random.default_rng(0), p_clean=1.0)
-    assert np.array_equal(out, rendered[:5])
+def test_distort_keeps_shape_dtype_and_is_seeded() -> None:
+    glyph = strokes.render_stroke_digit(4, np.random.default_rng(0))
+    first = digits.distort(glyph, np.random.default_rng(7), STRONG)
+    again = digits.distort(glyph, np.random.default_rng(7), STRONG)
+    other = digits.distort(glyph, np.random.default_rng(8), STRONG)
+    assert first.shape == glyph.shape == (digits.GLYPH_SIDE, digits.GLYPH_SIDE) and first.dtype == np.uint8
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    assert not np.array_equal(first, glyph)
+    assert np.array_equal(digits.distort(glyph, np.random.default_rng(1), digits.Distortion()), glyph)
+
+
+def test_distort_stroke_width_and_contrast_do_what_they_say() -> None:
+    glyph = strokes.render_stroke_digit(8, np.random.default_rng(0), strokes.PenStyle(width=(0.2, 0.2)))
+    ink = np.count_nonzero(glyph > 127)
+    thick = digits.distort(glyph, np.random.default_rng(0), digits.Distortion(p_thicken=1.0))
+    thin = digits.distort(glyph, np.random.default_rng(0), digits.Distortion(p_thin=1.0))
+    assert np.count_nonzero(thin > 127) < ink < np.count_nonzero(thick > 127)
+    hairline = strokes.render_stroke_digit(8, np.random.default_rng(0), strokes.PenStyle(width=(0.03, 0.03)))
+    kept = digits.distort(hairline, np.random.default_rng(0), digits.Distortion(p_thin=1.0))
+    assert np.array_equal(kept, hairline)  # thinning that would erase the strokes is not applied
+    faint = digits.distort(glyph, np.random.default_rng(0), digits.Distortion(p_faint=1.0, faint=(0.5, 0.5)))
+    assert faint.max() == round(glyph.max() * 0.5)
+
+
+def test_elastic_warp_moves_ink_but_keeps_it_in_frame() -> None:
+    glyph = strokes.render_stroke_digit(3, np.random.default_rng(0))
+    warped = digits.distort(glyph, np.random.default_rng(2), digits.Distortion(elastic_px=3.0))
+    assert not np.array_equal(warped, glyph)
+    assert abs(int(warped.astype(np.int64).sum()) - int(glyph.astype(np.int64).sum())) < 0.2 * glyph.sum()
+    assert not warped[0].any() and not warped[-1].any()
+
+
+def test_fit_glyph_scales_the_ink_to_the_glyph_height() -> None:
+    canvas = np.zeros((300, 200), dtype=np.uint8)
+    canvas[50:250, 90:110] = 255  # 200 tall, 20 wide
+    fitted = digits.fit_glyph(canvas)
+    height, width = ink_extent(fitted > 127)
+    assert fitted.shape == (digits.GLYPH_SIDE, digits.GLYPH_SIDE)
+    assert height == round(digits.GLYPH_HEIGHT_PX) and width in (3, 4)
+    assert not digits.fit_glyph(np.zeros((10, 10), dtype=np.uint8)).any()
+
+
+@pytest.mark.parametrize("digit", range(10))
+def test_every_digit_has_stroke_styles_that_draw_ink(digit: int) -> None:
+    rng = np.random.default_rng(digit)
+    for style in strokes.skeleton_styles(digit):
+        skeleton = style(rng)
+        assert skeleton and all(stroke.ndim == 2 and stroke.shape[1] == 2 for stroke in skeleton)
+    glyph = strokes.render_stroke_digit(digit, rng)
+    assert glyph.shape == (digits.GLYPH_SIDE, digits.GLYPH_SIDE) and glyph.dtype == np.uint8
+    height, _ = ink_extent(glyph > 0)
+    assert 0.7 * digits.GLYPH_HEIGHT_PX < height < 1.5 * digits.GLYPH_HEIGHT_PX
+    assert not glyph[0].any() and not glyph[:, 0].any()  # the hand keeps the digit inside the glyph
+
+
+def test_shared_corners_move_together_so_strokes_stay_joined() -> None:
+    skeleton = [np.array([[0.6, 0.0], [0.06, 0.66]]), np.array([[0.06, 0.66], [0.95, 0.66]])]
+    moved = strokes.jitter_skeleton(skeleton, np.random.default_rng(0), 0.05)
+    assert np.array_equal(moved[0][1], moved[1][0])
+    assert not np.array_equal(moved[0][0], skeleton[0][0])
+
+
+def test_catmull_rom_passes_through_its_control_points() -> None:
+    points = np.array([[0.0, 0.0], [1.0, 0.5], [0.5, 1.0], [0.0, 0.8]])
+    curve = strokes.catmull_rom(points, samples_per_segment=8)
+    assert np.allclose(curve[::8], points)
+    assert np.array_equal(strokes.catmull_rom(points[:2]), points[:2])
+
+
+def test_generator_balances_digits_and_mixes_its_sources() -> None:
+    data = load_digits()
+    generator = handwriting.DigitGenerator(handwriting.GeneratorConfig(), fonts.system_fonts()[:2],
+                                           data.images[:200], data.target[:200])
+    batch = generator.mnist_set(203, np.random.default_rng(0))
+    assert batch.x.shape == (203, 28, 28) and batch.x.dtype == np.uint8 and batch.y.dtype == np.int64
+    assert all(np.count_nonzero(batch.y == d) >= 20 for d in range(10))
+    assert set(batch.group) == set(handwriting.SOURCES)
+    assert all(img.max() > 0 and max(ink_extent(img > 0)) <= 21 for img in batch.x)  # the MNIST layout
+    again = generator.mnist_set(203, np.random.default_rng(0))
+    assert np.array_equal(batch.x, again.x) and np.array_equal(batch.y, again.y)
+
+
+def test_generator_uses_only_the_sources_it_has() -> None:
+    strokes_only = handwriting.DigitGenerator(handwriting.GeneratorConfig(weights=(1.0, 1.0, 1.0)))
+    assert set(strokes_only.mnist_set(20, np.random.default_rng(0)).group) == {"strokes"}
+    with pytest.raises(ValueError, match="no source"):
+        handwriting.DigitGenerator(handwriting.GeneratorConfig(weights=(0.0, 1.0, 1.0)))
 
 
 def test_font_digit_is_in_mnist_layout() -> None:
-    name, loader = fonts.font_sources()[0]
-    img = fonts.render_font_digit(7, loader(32), 32, slant=0.25, stroke=1)
+    face = fonts.system_fonts()[0]
+    img = fonts.render_font_digit(7, face.load(32), 32, slant=0.25, stroke=1)
     assert img.shape == (28, 28) and img.dtype == np.uint8 and img.max() == 255
     assert max(ink_extent(img)) == 20
     cy, cx = centre_of_mass(img)
-    assert abs(cy - 14) <= 1.0 and abs(cx - 14) <= 1.0, name
+    assert abs(cy - 14) <= 1.0 and abs(cx - 14) <= 1.0, face.name
+
+
+def test_held_out_fonts_are_not_training_fonts() -> None:
+    training = {face.name for face in fonts.system_fonts()}
+    held_out = fonts.matplotlib_fonts()
+    assert held_out and not training & {face.name for face in held_out}
+    printed = fonts.build_font_digit_set(held_out[:1], sizes=(24,), slants=(0.0,), thickness=(0.0,))
+    assert printed.x.shape == (10, 28, 28) and printed.y.tolist() == list(range(10))
+    assert printed.group == [held_out[0].name] * 10
+
+
+def test_mnist_sets_are_the_same_drawn_in_one_process_or_two() -> None:
+    generator = handwriting.DigitGenerator(handwriting.GeneratorConfig(), fonts.system_fonts()[:1])
+    alone = handwriting.mnist_sets(generator, 30, 3, seed=5, workers=1)
+    forked = handwriting.mnist_sets(generator, 30, 3, seed=5, workers=2)
+    assert len(alone) == len(forked) == 3
+    for a, b in zip(alone, forked, strict=True):
+        assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y) and a.group == b.group
+    assert not np.array_equal(alone[0].x, alone[1].x)

@@ -7,5 +7,6 @@ TorchScript, ONNX).
 `toolkit.export.exporter` writes and checks (against eager, through the serving backends), `formats` holds one
 writer per format, `diagnose` names why torch refused an export, `model_spec` builds the module from
 `--model`/`--checkpoint`, `inputs` parses `--example-input`, `errors` holds the one-line failures.
-`architectures` and `torchscript` serve the demo models (`--arch`).
+`architectures` (and `detection`, the scene models' detector and segmenter) and `torchscript` serve the demo
+models (`--arch`).
 """

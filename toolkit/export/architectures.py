@@ -230,3 +230,30 @@ def build_from_state_dict(arch: str, state_dict: Mapping[str, torch.Tensor]) -> 
         raise StateDictMismatchError(f"state_dict does not fit {arch!r}: shape mismatch {wrong_shapes}")
     model.load_state_dict(dict(state_dict), strict=True)
     return model.eval()
+
+
+class MnistConvNet(nn.Module):
+    """A digit classifier of MnistCNN's serving cost (about 11 M multiply-adds per image against MnistCNN's 12 M)
+    that generalises better from generated digits: three convolutions with batch norm (folded into the
+    convolutions when served frozen) and two pooling stages, a small classifier.
+
+    Input ``(N, 1, 28, 28)`` normalised as MnistCNN's; output ``(N, 10)`` log-probabilities.
+    conv 1→32 3×3, conv 32→48 3×3, max-pool 2, conv 48→64 3×3, max-pool 2, fc 1600→128, dropout 0.3, fc 128→10.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 3, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+            nn.Conv2d(32, 48, 3, bias=False), nn.BatchNorm2d(48), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(48, 64, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(1600, 128), nn.ReLU(inplace=True), nn.Dropout(0.3), nn.Linear(128, 10),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map normalised images ``(N, 1, 28, 28)`` to log-probabilities ``(N, 10)``."""
+        return F.log_softmax(self.classifier(self.features(x)), dim=1)
