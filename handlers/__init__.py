@@ -12,6 +12,9 @@ answer per request, in order). Client mistakes become a per-request 4xx; they ne
     image.py           ImageClassifier                  imaging.py  pixels: decode, fit, normalise
     tabular.py         TabularClassifier                classification.py  what the classifiers share
     text.py            TextClassifier: text with a Hugging Face tokenizer file packed in the archive
+    detection.py       ObjectDetector: boxes in the request image's pixels   boxes.py  IoU, class-wise NMS
+    segmentation.py    ImageSegmenter: the class map at the request image's size, as a PNG
+    embedding.py       Embedder: one vector per image or text (the image or text classifier reads the requests)
     answers.py         the answer schemas and where each keeps its prediction (torch-free)
     decoding.py        raw request bodies -> Python values (JSON, .npy, base64)
     backends/          the model file -> a backend on the worker's device, chosen by what the file is (AOTInductor,
@@ -29,4 +32,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "image_classifier": ("handlers.image", "ImageClassifier"),
     "tabular_classifier": ("handlers.tabular", "TabularClassifier"),
     "text_classifier": ("handlers.text", "TextClassifier"),
+    "object_detector": ("handlers.detection", "ObjectDetector"),
+    "image_segmenter": ("handlers.segmentation", "ImageSegmenter"),
+    "embedder": ("handlers.embedding", "Embedder"),
 }

@@ -109,6 +109,43 @@ class TextInput(_Strict):
         return self
 
 
+class DetectionOutputs(_Strict):
+    """Which outputs of a detection model hold what, when it returns a dict (or ONNX outputs by name). A tuple is
+    read by position: (boxes, scores, labels) or (boxes, scores, labels, count)."""
+
+    boxes: str = "boxes"  # (N, K, 4) x1, y1, x2, y2 in the model input's pixels
+    scores: str = "scores"  # (N, K)
+    labels: str = "labels"  # (N, K) class indices; a negative index marks padding
+    count: str | None = None  # (N,) detections per image (the rest of its K rows are padding); None: no such output
+
+
+class DetectionSettings(_Strict):
+    """`handler.detection` of the object detector (handlers.detection): which detections an answer keeps."""
+
+    # Detections scoring below this are dropped (scores as the model gives them, 0..1).
+    score_threshold: Annotated[float, Field(ge=0, le=1)]
+    # At most this many detections per image, best first (after non-maximum suppression).
+    max_detections: Annotated[int, Field(ge=1, le=10_000)] = 100
+    # Class-wise non-maximum suppression: a box overlapping a better one of its class by more than this IoU is
+    # dropped. None: the model suppresses its own duplicates (e.g. CenterNet's peak picking, torchvision's models).
+    iou_threshold: Annotated[float, Field(gt=0, le=1)] | None = None
+    outputs: DetectionOutputs = DetectionOutputs()
+
+
+class SegmentationSettings(_Strict):
+    """`handler.segmentation` of the image segmenter (handlers.segmentation); optional."""
+
+    # The class index that is background: reported as `background_fraction`, not among the answer's `classes`.
+    background: Annotated[int, Field(ge=0, le=255)] | None = None
+
+
+class EmbeddingSettings(_Strict):
+    """`handler.embedding` of the embedder (handlers.embedding); optional."""
+
+    normalize: bool = False  # L2-normalise each vector (cosine similarity is then a dot product)
+    float16: bool = False  # JSON answers rounded to float16 (about 3 significant digits; shorter answers)
+
+
 class TabularInput(_Strict):
     """Expected feature vector of a tabular request."""
 
@@ -175,6 +212,9 @@ class HandlerSettings(_Strict):
     image: ImageInput | None = None
     tabular: TabularInput | None = None
     text: TextInput | None = None
+    detection: DetectionSettings | None = None
+    segmentation: SegmentationSettings | None = None
+    embedding: EmbeddingSettings | None = None
 
     @model_validator(mode="after")
     def _one_handler(self) -> HandlerSettings:

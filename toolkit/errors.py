@@ -90,6 +90,10 @@ class GrpcUnavailableError(ToolkitError, RuntimeError):
     """--grpc was asked for but the gRPC client (or its generated stubs) cannot be imported."""
 
 
+class DrawUnavailableError(ToolkitError, RuntimeError):
+    """predict --draw was asked for but Pillow (not among the clients' dependencies) is not installed."""
+
+
 class InputError(ToolkitError, ValueError):
     """A CLI input is neither a supported file nor inline JSON."""
 

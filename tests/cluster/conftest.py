@@ -6,11 +6,11 @@ port from a free block, Serve's proxy on a free port of 127.0.0.1. It is driven 
 command line in subprocesses (`python -m toolkit.engines.ray start|status|stop`), so the test process never
 joins the cluster, and stopped by those same commands (by the nodes' pids) at the end.
 
-Deployed: mnist and tabular as shipped, and `mnist_autoscale` (mnist with `ray:` min 1 / max 2 replicas,
-a target of 2 requests in flight and short scaling delays) for the autoscaling test, and `mnist_small_queue`
-(one replica admitting one request at a time) for the full-queue test, with the engine's default
-tuning (HAProxy in front, each archive its own application). Two logical CPUs per node, so that the head alone
-has room for every replica when the fault tests lose the other node.
+Deployed: mnist, tabular and digit_detector as shipped, and `mnist_autoscale` (mnist with `ray:` min 1 / max 2
+replicas, a target of 2 requests in flight and short scaling delays) for the autoscaling test, and
+`mnist_small_queue` (one replica admitting one request at a time) for the full-queue test, with the engine's
+default tuning (HAProxy in front, each archive its own application). Two logical CPUs per node, so that the head
+alone has room for every replica when the fault tests lose the other node.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ from toolkit.process import free_ports
 
 START_TIMEOUT_S = 600
 # Ray's logical CPUs per node: the head alone must hold every replica once the other node is lost
-# (tests/cluster/test_ray_faults.py): mnist 2 + tabular 2 + mnist_autoscale up to 2 + mnist_small_queue 1, 0.25
-# each.
+# (tests/cluster/test_ray_faults.py): mnist 2 + tabular 2 + digit_detector 1 + mnist_autoscale up to 2 +
+# mnist_small_queue 1, 0.125 each (the default ray.num_cpus).
 CPUS_PER_NODE = 2
+SHIPPED = ("mnist", "tabular", "digit_detector")  # deployed as shipped
 AUTOSCALE = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2, "upscale_delay_s": 1.0,
              "downscale_delay_s": 5.0}
 # One replica that admits one request at a time (batches of 1, one in flight, no queue): any burst overflows it.
@@ -71,12 +72,12 @@ def _addresses() -> list[str]:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    for name in ("mnist", "tabular"):
+    for name in SHIPPED:
         require_built(STORE / f"{name}.mar", "make archive")
     root = tmp_path_factory.mktemp("ray")
     store = root / "store"
     store.mkdir()
-    for name in ("mnist", "tabular"):
+    for name in SHIPPED:
         (store / f"{name}.mar").write_bytes((STORE / f"{name}.mar").read_bytes())
     build_variant(MODEL_CONFIGS / "mnist.yaml", "mnist_autoscale", store, top={"ray": AUTOSCALE})
     build_variant(MODEL_CONFIGS / "mnist.yaml", "mnist_small_queue", store, top={"batchSize": 1, "ray": SMALL_QUEUE})

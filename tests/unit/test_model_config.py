@@ -45,14 +45,13 @@ def test_yaml_keys_map_to_unit_named_fields(tmp_path):
     (("batchSize: 8", "batchSize: 0"), "batchSize = 0: Input should be greater than or equal to 1"),
     (("maxBatchDelay: 5", "maxBatchDelay: 0"), "maxBatchDelay = 0: Input should be greater than or equal to 1"),
     (("  name: image_classifier", "  name: image_classifer"),
-     "handler.name = 'image_classifer': Input should be 'image_classifier', 'tabular_classifier' or "
-     "'text_classifier'"),
+     "handler.name = 'image_classifer': Input should be "
+     + ", ".join(repr(name) for name in list(HANDLERS)[:-1]) + f" or {list(HANDLERS)[-1]!r}"),
     (("  name: image_classifier", "  name: image_classifier\n  top_k: 2000"),
      "handler.top_k = 2000: Input should be less than or equal to 1000"),
     (("batchSize: 8", "batchSize: 8\nminWorkers: 3\nmaxWorkers: 2"), "minWorkers = 3 exceeds maxWorkers = 2"),
     (("  name: image_classifier", "  name: image_classifier\n  module: mine.py:Mine"),
-     "handler: set exactly one of name (a handler of the library: image_classifier, tabular_classifier, "
-     "text_classifier) and module"),
+     f"handler: set exactly one of name (a handler of the library: {', '.join(HANDLERS)}) and module"),
     (("  name: image_classifier", "  labels: x.json"), "handler: set exactly one of name"),
     (("  name: image_classifier", "  module: mine.py"), "handler.module = 'mine.py': String should match pattern"),
     (("  name: image_classifier", "  name: image_classifier\n  image: {width: 28}"),

@@ -2,16 +2,19 @@
 
     python -m toolkit.bench.photos                          # resnet18 as its YAML ships it (workers, batch, threads)
     python -m toolkit.bench.photos --workers 1 --seconds 30 --photo build/models/resnet18/samples/rocket.jpg
+    python -m toolkit.bench.photos --model digit_detector --photo build/models/digit_detector/samples/<scene>.png
 
 Three figures, in images/s, at the YAML's batch size B and torch threads T per worker (or the options'):
 - `raw_forward`: the archive's backend (the exact call a worker makes, `handlers.backends`) on a random
   (B, C, H, W) batch, in this process with T threads: the model's limit for one worker;
 - `handler_offline`: the archive's whole handler in the in-process TorchServe worker (toolkit.archive.worker)
-  on batches of B copies of the photo: JPEG decoding, Resize + CenterCrop, normalisation, forward, answers;
+  on batches of B copies of the photo: decoding, the fit (e.g. Resize + CenterCrop), normalisation, forward,
+  answers (a detector's: boxes mapped back, thresholds);
 - `served`: a TorchServe of its own (toolkit.server.LocalServer, free ports) running the archive with W workers,
   a closed loop of 2 x B x W clients each posting the photo (one image per request) for `--seconds` after a
   warm-up; `served / (W x raw_forward)` is the share of the workers' forward limit the server delivers.
-Writes `<out-dir>/<timestamp>-photos-<model>.json` and prints one line per figure. Seconds are wall time.
+The photo is sent as image/png or image/jpeg by its suffix. Writes `<out-dir>/<timestamp>-photos-<model>.json`
+and prints one line per figure. Seconds are wall time.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from toolkit.process import free_ports
 from toolkit.server.local import LocalServer
 
 REPEATS = 3  # raw figures: the median of this many timed runs
+PHOTO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
 
 @dataclass(frozen=True)
@@ -83,9 +87,9 @@ def raw_forward(mar: Path, batch: int, threads: int, seconds: float) -> float:
         return median_rate(lambda: backend(x), batch, seconds)
 
 
-def handler_offline(mar: Path, photo: bytes, batch: int, threads: int, seconds: float) -> float:
+def handler_offline(mar: Path, photo: bytes, ctype: str, batch: int, threads: int, seconds: float) -> float:
     """Images/s of the archive's handler on batches of `batch` copies of the photo (one image per request)."""
-    requests = [Request(photo, "image/jpeg")] * batch
+    requests = [Request(photo, ctype)] * batch
     with tempfile.TemporaryDirectory(prefix="bench-photos-") as tmp:
         worker = archive_worker(mar, Path(tmp), threads)
         try:
@@ -94,17 +98,18 @@ def handler_offline(mar: Path, photo: bytes, batch: int, threads: int, seconds: 
             worker.close()
 
 
-async def _load(server: LocalServer, model: str, photo: bytes, concurrency: int, seconds: float) -> tuple[int, int]:
+async def _load(server: LocalServer, model: str, photo: tuple[bytes, str], concurrency: int,
+                seconds: float) -> tuple[int, int]:
     """(answered 200, other) of a closed loop of `concurrency` clients posting the photo for `seconds`."""
     deadline = time.monotonic() + seconds
     outcomes = await closed_loop(server.urls.inference, server.read_keys().inference,
-                                 [PostRequest(f"/predictions/{model}", photo, "image/jpeg")], total=10**9,
+                                 [PostRequest(f"/predictions/{model}", *photo)], total=10**9,
                                  concurrency=concurrency, should_stop=lambda: time.monotonic() > deadline)
     ok = sum(o.status == 200 for o in outcomes)
     return ok, len(outcomes) - ok
 
 
-def served(yaml_path: Path, photo: bytes, batch: int, threads: int, workers: int, concurrency: int,
+def served(yaml_path: Path, photo: tuple[bytes, str], batch: int, threads: int, workers: int, concurrency: int,
            seconds: float, warmup_s: float) -> tuple[float, int]:
     """(images/s, errors) of the model served by a TorchServe of its own with these settings."""
     name = f"{yaml_path.stem}_bench"
@@ -129,11 +134,13 @@ def measure(args: argparse.Namespace) -> PhotoBench:
     workers = args.workers or config.max_workers
     concurrency = args.concurrency or 2 * batch * workers
     photo = args.photo.read_bytes()
+    ctype = PHOTO_TYPES.get(args.photo.suffix.lower(), "application/octet-stream")
     mar = MODEL_STORE / f"{args.model}.mar"
     apply_threads(threads)
     raw = raw_forward(mar, batch, threads, args.raw_seconds)
-    offline = handler_offline(mar, photo, batch, threads, args.raw_seconds)
-    rate_served, errors = served(yaml_path, photo, batch, threads, workers, concurrency, args.seconds, args.warmup)
+    offline = handler_offline(mar, photo, ctype, batch, threads, args.raw_seconds)
+    rate_served, errors = served(yaml_path, (photo, ctype), batch, threads, workers, concurrency, args.seconds,
+                                 args.warmup)
     return PhotoBench(args.model, str(args.photo), batch, threads, workers, concurrency, round(raw, 1),
                       round(offline, 1), round(rate_served, 1), errors)
 
@@ -143,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="resnet18", help="config/models/<model>.yaml, model_store/<model>.mar")
     parser.add_argument("--photo", type=Path, default=BUILD_MODELS / "resnet18" / "samples" / "rocket.jpg",
-                        help="the JPEG every request sends (default: scikit-image's rocket, 640x427)")
+                        help="the PNG or JPEG every request sends (default: scikit-image's rocket, 640x427)")
     parser.add_argument("--batch-size", type=int, help="default: the YAML's batchSize")
     parser.add_argument("--threads", type=int, help="torch threads per worker (default: the YAML's handler.threads)")
     parser.add_argument("--workers", type=int, help="default: the YAML's maxWorkers")
@@ -170,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.write_text(json.dumps({**asdict(result), "served_share": round(result.served_share, 3)}, indent=2) + "\n")
     setting = f"batch {result.batch_size}, {result.threads} thread(s) per worker"
     print(f"{args.model}: raw forward {result.raw_forward} images/s per worker ({setting})")
-    print(f"{args.model}: handler offline {result.handler_offline} images/s (JPEG decode, resize, crop, forward)")
+    print(f"{args.model}: handler offline {result.handler_offline} images/s (decode, fit, forward, answers)")
     print(f"{args.model}: served {result.served} images/s with {result.workers} worker(s), c{result.concurrency} "
           f"({result.served_errors} errors) = {result.served_share:.0%} of {result.workers} x raw forward")
     print(f"wrote {out}")

@@ -6,6 +6,8 @@
     predict mnist 'digits/*.png' --batch-size 16 --concurrency 4 --output results.csv     (or a folder)
     predict tabular rows.csv --batch-size 64 --output results.json
     predict fortunes quotes.csv --column text --batch-size 32                 (a CSV column of texts)
+    predict digit_detector scene.png --draw boxes.png                    (a table of detections, and the boxes)
+    predict digit_segmenter scene.png --mask mask.png --draw overlay.png     (the class map, and over the image)
 
 Many inputs (a folder or glob of .png/.jpg images, a .csv of numeric rows (header optional), or with `--column`
 the texts of one column of a .csv with a header): `--batch-size` inputs per request (`{"image": [base64, ...]}`
@@ -18,9 +20,13 @@ sends its argument as text/plain (UTF-8).
 The server: `--run-dir DIR` (a TorchServe run directory: its config.properties and key_file.json), or the
 environment (TORCHSERVE_RUN_DIR, or TORCHSERVE_URL, TORCHSERVE_GRPC_ADDRESS and TORCHSERVE_KEY_FILE), else the
 `make serve` server; `--url`, `--grpc-address` and `--key-file` win over both (toolkit.cli.target). The answer
-is printed as indented JSON (raw bytes if it is not JSON); a reader that stops early (`predict ... | head`)
-ends it quietly. A failure prints one line on stderr, `error: HTTP 400 decode_error: ...`, and exits 2 for a
-4xx answer, 1 otherwise.
+is printed as indented JSON (raw bytes if it is not JSON), a detector's or segmenter's as a table
+(toolkit.cli.tables; `--json` for the JSON); a reader that stops early (`predict ... | head`) ends it quietly.
+`--draw OUT` writes INPUT with a detector's boxes and labels, or a segmenter's class map, drawn on it (needs
+Pillow: `pip install 'ts-toolkit[draw]'`); `--mask OUT.png` writes a segmenter's class map PNG as answered
+(its pixel values are the class indices). See toolkit.cli.draw.
+A failure prints one line on stderr, `error: HTTP 400 decode_error: ...`, and exits 2 for a 4xx answer, 1
+otherwise.
 
 A server with no room for the request (its model queue is full: 503, gRPC UNAVAILABLE / RESOURCE_EXHAUSTED) is
 asked again with capped exponential backoff and jitter: up to --tries tries (default 5) within --retry-time
@@ -36,9 +42,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from toolkit.cli import batch
+from toolkit.cli import batch, draw
 from toolkit.cli.common import error_line, import_grpc
 from toolkit.cli.pipes import quiet_closed_pipe
+from toolkit.cli.tables import table_of
 from toolkit.cli.target import Target, add_run_dir_option, resolve
 from toolkit.client.auth import read_keys
 from toolkit.client.rest import InferenceClient, decode_body
@@ -104,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grpc-address", help="gRPC inference host:port (default: --run-dir's, "
                         "$TORCHSERVE_GRPC_ADDRESS, config's)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per try")
+    shown = parser.add_argument_group("a detector's or segmenter's answer (one image)")
+    shown.add_argument("--draw", type=Path, metavar="OUT", help="write INPUT with the answer drawn on it: boxes and "
+                       "labels, or the class map (needs Pillow)")
+    shown.add_argument("--mask", type=Path, metavar="OUT.png", help="write a segmenter's class map PNG as answered "
+                       "(pixel values = class indices)")
+    shown.add_argument("--json", action="store_true", help="print the answer as JSON, not as a table")
     many = parser.add_argument_group("many inputs: INPUT a folder or glob of images, or a .csv of tabular rows")
     many.add_argument("--column", help="INPUT is a .csv with a header: send the texts of this column")
     many.add_argument("--batch-size", type=_positive_int, default=16, help="inputs per request (default 16)")
@@ -131,12 +144,24 @@ def retry_policy(args: argparse.Namespace) -> RetryPolicy:
     return RetryPolicy.off() if args.no_retry else RetryPolicy(tries=args.tries, total_s=max(0.0, args.retry_time))
 
 
-def _print_answer(answer: Any) -> None:
+def _print_answer(answer: Any, as_json: bool = False) -> None:
+    """Raw bytes as they came; a detector's or segmenter's answer as a table (unless `as_json`); else JSON."""
     if isinstance(answer, bytes):
         sys.stdout.buffer.write(answer)
         sys.stdout.flush()
-    else:
-        print(json.dumps(answer, indent=2))
+        return
+    table = None if as_json else table_of(answer)
+    print(table if table is not None else json.dumps(answer, indent=2))
+
+
+def _pictures(args: argparse.Namespace, body: bytes, answer: Any) -> list[Path]:
+    """The files `--mask` and `--draw` ask for, written from the answer (and the request image)."""
+    written = []
+    if args.mask:
+        written.append(draw.write_mask(answer, args.mask))
+    if args.draw:
+        written.append(draw.draw_answer(body, answer, args.draw))
+    return written
 
 
 def _chunks(args: argparse.Namespace) -> list[batch.Chunk]:
@@ -189,6 +214,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("give INPUT (a file, inline JSON, a folder or glob, a .csv) or --text TEXT, not both")
     if args.column and (args.text is not None or args.grpc):
         parser.error("--column is batch mode over a .csv INPUT (REST)")
+    if (args.draw or args.mask) and (args.text is not None or batch.is_batch_input(args.input)):
+        parser.error("--draw and --mask take the answer of one image: INPUT an image file")
     return args
 
 
@@ -216,10 +243,13 @@ def run(args: argparse.Namespace) -> int:
         body, ctype = body_of(args)
         key = read_keys(key_file).inference
         answer = _predict_grpc(args, target, key, body) if args.grpc else _predict_rest(args, target, key, body, ctype)
+        written = _pictures(args, body, answer)
     except ToolkitError as exc:
         print(error_line(exc, key_file), file=sys.stderr)
         return exc.exit_code
-    _print_answer(answer)
+    _print_answer(answer, args.json)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
