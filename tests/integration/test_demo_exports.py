@@ -31,3 +31,16 @@ def test_demo_pt2_exports_answer_the_heldout_set_as_torchscript(name, fmt):
     assert float((served - reference).abs().max()) <= 1e-4
     checks = json.loads((folder / "metrics.json").read_text())["checks"]
     assert checks[f"{fmt}_vs_eager_max_abs_diff"] <= 1e-4 and checks[f"{fmt}_bytes"] == path.stat().st_size
+
+
+def test_bench_compare_serves_each_backend_of_mnist_from_its_own_archive(tmp_path):
+    """`make bench`'s backend comparison archives mnist.yaml again with each export, and names each archive's
+    backend by its model file (not by its name)."""
+    from toolkit.bench.compare import model_store
+
+    for fmt in KINDS:
+        require_built(BUILD / "mnist" / f"mnist_{fmt}.pt2", "make models")
+    backends = model_store(tmp_path)
+    assert backends == {"mnist": "onnxruntime", "mnist_torchscript": "torchscript", "tabular": "torchscript",
+                        "tabular_onnx": "onnxruntime", "mnist_aoti": "aotinductor", "mnist_exported": "exported"}
+    assert sorted(p.name for p in tmp_path.glob("*.mar")) == sorted(f"{name}.mar" for name in backends)

@@ -2,6 +2,7 @@
 
     Archive.open(path)      manifest + validated model YAML, read in one pass over the zip
     read_manifest(path)     the manifest alone, of any archive (also one with a function handler, no YAML)
+    read_entry(path, name)  one entry's bytes (e.g. the model file the manifest names)
     archive.extract(dir)    every entry, refusing ZipSlip (absolute paths, `..`, symbolic links, names that
                             only share a string prefix with the target: `/out` vs `/out-evil`)
     archive_file_name       `<name>.mar` for the YAML's own version, `<name>_v<version>.mar` for another
@@ -96,6 +97,16 @@ def _read(path: Path) -> tuple[dict, object]:
 def read_manifest(path: str | Path) -> dict:
     """The manifest of any `.mar`, also one not built by this toolkit (a function handler, no model YAML)."""
     return _read(Path(path))[0]
+
+
+def read_entry(path: str | Path, name: str) -> bytes:
+    """The bytes of entry `name` of the `.mar` at `path`; ModelConfigError names the archive and the entry when
+    it cannot be read."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.read(name)
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise ModelConfigError(f"{Path(path).name}: no readable entry {name!r} ({exc})") from None
 
 
 def model_name(path: str | Path) -> str | None:

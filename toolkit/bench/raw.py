@@ -25,7 +25,6 @@ import json
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -35,7 +34,7 @@ import yaml
 
 from handlers.backends import Backend, ModelKind, TorchScriptBackend, identify, load_backend
 from handlers.worker import apply_threads
-from toolkit.archive.mar import Archive, read_manifest
+from toolkit.archive.mar import Archive, read_entry, read_manifest
 from toolkit.archive.worker import ArchiveWorker, Request
 from toolkit.bench.payloads import CONTENT_TYPES, INPUT_KINDS, encode, first_digit
 from toolkit.bench.results import ForwardRow, HandlerRow, RawResult
@@ -85,8 +84,10 @@ def served_kind(mar: Path | None) -> str:
     if mar is None:
         return "torchscript"
     serialized = read_manifest(mar)["model"]["serializedFile"]
-    with tempfile.TemporaryDirectory(prefix="bench-served-") as tmp, zipfile.ZipFile(mar) as archive:
-        return SERVED_KIND.get(identify(Path(archive.extract(serialized, tmp))).kind, "unknown")
+    with tempfile.TemporaryDirectory(prefix="bench-served-") as tmp:
+        model_file = Path(tmp) / Path(serialized).name
+        model_file.write_bytes(read_entry(mar, serialized))
+        return SERVED_KIND.get(identify(model_file).kind, "unknown")
 
 
 def forward_row(kind: str, threads: int, batch_size: int, runs: Sequence[tuple[int, float]]) -> ForwardRow:
