@@ -5,9 +5,9 @@ AOTInductor, ExportedProgram) served.
 
 Both comparisons send the same mnist JSON body (`{"image": 28x28}`) and the same tabular body, to archives
 registered with the same batching: the shipped YAMLs, and mnist.yaml archived again with each of mnist's other
-exports (`make models`: `mnist_aoti.pt2`, `mnist_exported.pt2`) as its model file. Every client is the same Python asyncio closed loop
-(toolkit.bench.aioclient), aiohttp for REST and grpc.aio for gRPC: a fixed number of requests at a fixed concurrency;
-it shares the 2 cores with the server, so its CPU share is reported beside each figure. Latency is per request,
+exports (`make models`: `mnist_aoti.pt2`, `mnist_exported.pt2`) as its model file. Every client is the same
+Python asyncio closed loop (toolkit.bench.aioclient), aiohttp for REST and grpc.aio for gRPC: a fixed number of
+requests at a fixed concurrency; it shares the 2 cores with the server, so its CPU share is reported beside each figure. Latency is per request,
 from send to full answer, in ms; throughput in requests/s.
 """
 
@@ -25,7 +25,6 @@ from pathlib import Path
 import grpc
 import numpy as np
 import psutil
-
 import yaml
 
 from toolkit.archive import build_variant
