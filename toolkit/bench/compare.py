@@ -7,8 +7,8 @@ Both comparisons send the same mnist JSON body (`{"image": 28x28}`) and the same
 registered with the same batching: the shipped YAMLs, and mnist.yaml archived again with each of mnist's other
 exports (`make models`: `mnist_aoti.pt2`, `mnist_exported.pt2`) as its model file. Every client is the same
 Python asyncio closed loop (toolkit.bench.aioclient), aiohttp for REST and grpc.aio for gRPC: a fixed number of
-requests at a fixed concurrency; it shares the 2 cores with the server, so its CPU share is reported beside each figure. Latency is per request,
-from send to full answer, in ms; throughput in requests/s.
+requests at a fixed concurrency; it shares the 2 cores with the server, so its CPU share is reported beside each
+figure. Latency is per request, from send to full answer, in ms; throughput in requests/s.
 """
 
 from __future__ import annotations
