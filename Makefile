@@ -64,7 +64,7 @@ help: ## list the targets and the variables they read
 
 install: $(VENV) $(GRPC_STUBS) ## .venv with every extra (pyproject.toml, pins) and the generated gRPC stubs
 
-models: $(MODEL_BUILDS) ## train and export the example models into build/models/ (~12 min, when their code changed)
+models: $(MODEL_BUILDS) ## train and export the example models into build/models/ (~7 min on an idle 2-core machine, when their code changed)
 
 archive: $(if $(MODEL),model_store/$(MODEL).mar,$(ARCHIVES)) ## validate, preflight, write stale model_store/*.mar (MODEL=, VERSION=)
 	$(if $(VERSION),$(PY) -m toolkit.archive$(if $(MODEL), --model $(MODEL)) --version $(VERSION))

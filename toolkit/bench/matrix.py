@@ -79,12 +79,15 @@ def wait_drained(mgmt: ManagementClient, name: str, timeout_s: float = 10.0) -> 
 
 def unregister(mgmt: ManagementClient, name: str, attempts: int = 5) -> None:
     """Unregister `name`, retrying: TorchServe 0.12 sometimes answers 500 ConcurrentModificationException
-    right after a load run. The last error is raised."""
+    right after a load run, having unregistered the model all the same, so a 404 on a retry means done. The
+    last error is raised."""
     for attempt in range(1, attempts + 1):
         try:
             mgmt.unregister(name)
             return
-        except ServerError:
+        except ServerError as error:
+            if attempt > 1 and error.status == 404:
+                return
             if attempt == attempts:
                 raise
             time.sleep(1.0)
