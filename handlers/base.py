@@ -3,11 +3,11 @@
     handle(data, context) = postprocess(inference(preprocess(data)))
 
     preprocess   one row per request -> Batch: each request claimed by a protocol and decoded into `Decoded`
-                 (`decode_request`), a client mistake kept as that request's ClientError; the decoded requests'
-                 inputs collated into the model's batch inputs (`collate`)
+                 (`handlers.protocols.Speaks.decode`), a client mistake kept as that request's ClientError;
+                 the decoded requests' inputs collated into the model's batch inputs (`collate`)
     inference    Batch -> Batch with `outputs`: one batched forward of the model on the worker's device
                  (`forward`), every output named and checked (`handlers.outputs.ModelOutputs`)
-    postprocess  Batch -> one answer per request, in order (`encode_response`): its protocol encodes it from
+    postprocess  Batch -> one answer per request, in order (`Speaks.encode`): its protocol encodes it from
                  its own rows of every output, or its ClientError in that protocol's error form
 
 Subclasses implement `decode` (one TorchServe body -> `Decoded`, raising `ClientError` for client mistakes),
@@ -39,7 +39,7 @@ from handlers.errors import ClientError, PayloadTooLarge
 from handlers.manifest import model_version
 from handlers.metrics import HandlerMetrics
 from handlers.outputs import ModelOutputs, check_extra_outputs
-from handlers.protocols import TORCHSERVE_BODIES, Protocol, RequestInfo
+from handlers.protocols import Entry, Protocol, RequestInfo, Speaks
 from handlers.worker import set_up
 
 logger = logging.getLogger(__name__)
@@ -68,17 +68,6 @@ class Decoded:
     def count(self) -> int:
         """n: the items (rows) this request sends through the model."""
         return len(self.tensors[0])
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One request of a batch after decode: the request, the protocol that claimed it, what that protocol
-    parsed (handed back to its `encode`), and its `Decoded` or the ClientError it will be answered with."""
-
-    request: RequestInfo
-    protocol: Protocol
-    result: Decoded | ClientError
-    envelope: object = None
 
 
 @dataclass(frozen=True)
@@ -157,9 +146,7 @@ class ServingHandler(BaseHandler, abc.ABC):
         if self.section is not None:
             self.settings.section(self.section)
         self.options = parse_options(self.options_model, self.settings.options, type(self).__name__)
-        self.speaks = (*self.protocols, TORCHSERVE_BODIES)
-        for protocol in self.speaks:
-            protocol.check(self)
+        self.speaks = Speaks.checked(self, self.protocols)
 
     def warm_up(self) -> ModelOutputs:
         """One forward of `example_input`; its outputs, named and checked (`handler.output` must name one)."""
@@ -221,8 +208,8 @@ class ServingHandler(BaseHandler, abc.ABC):
 
     def preprocess(self, data: list[dict]) -> Batch:
         """One row per request (TorchServe's `{"body": ...}`, form fields or gRPC inputs) -> Batch: each request
-        decoded by the protocol that claims it (`decode_request`); the decoded ones collated on the CPU."""
-        entries = [self.decode_request(RequestInfo.of(self.context, idx, row)) for idx, row in enumerate(data)]
+        decoded by the protocol that claims it (`Speaks.decode`); the decoded ones collated on the CPU."""
+        entries = [self.speaks.decode(self, RequestInfo.of(self.context, idx, row)) for idx, row in enumerate(data)]
         batch = Batch(entries)
         return replace(batch, inputs=self.collate(batch.decoded)) if batch.decoded else batch
 
@@ -232,33 +219,10 @@ class ServingHandler(BaseHandler, abc.ABC):
         return batch.with_outputs(self.forward(batch.inputs), self.settings.output)
 
     def postprocess(self, batch: Batch) -> list[bytes]:
-        """Batch -> one answer per request, in order (`encode_response`)."""
+        """Batch -> one answer per request, in order, each from its protocol (`Speaks.encode`)."""
         outputs = iter(batch.split_outputs())
-        return [self.encode_response(entry, None if isinstance(entry.result, ClientError) else next(outputs))
+        return [self.speaks.encode(self, entry, None if isinstance(entry.result, ClientError) else next(outputs))
                 for entry in batch.entries]
-
-    # ---- the per-request seam -----------------------------------------------------------------------------
-
-    def decode_request(self, request: RequestInfo) -> Entry:
-        """The first protocol this handler speaks that claims `request` parses it and decodes it into the
-        handler's Decoded (then `check_count`); a ClientError on the way is that request's answer."""
-        protocol = next(p for p in self.speaks if p.claims(request))
-        envelope = None
-        try:
-            envelope = protocol.parse(request)
-            item = protocol.decode(self, envelope)
-            self.check_count(item.count)
-        except ClientError as error:
-            return Entry(request, protocol, error, envelope)
-        return Entry(request, protocol, item, envelope)
-
-    def encode_response(self, entry: Entry, outputs: ModelOutputs | None) -> bytes:
-        """One request's answer from its protocol; its status, content type and headers set on the context."""
-        if isinstance(entry.result, ClientError):
-            reply = entry.protocol.refuse(entry.request, entry.result)
-        else:
-            reply = entry.protocol.encode(self, entry.request, entry.envelope, entry.result, outputs)
-        return reply.send(self.context, entry.request.index)
 
     # ---- the batch around the forward ---------------------------------------------------------------------
 

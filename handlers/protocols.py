@@ -10,8 +10,10 @@ protocol owns everything about the wire around that (LitServe's specs are the mo
     refuse(request, error) -> Reply  a ClientError in this protocol's error form
 
 `ServingHandler.protocols` lists the protocols a handler speaks besides TorchServe's own bodies
-(`TorchServeBodies`, always there, last: it claims every request no other protocol claimed). A protocol names
-the handler methods it calls (`requires`); `check` fails at `initialize` (so at the archive preflight) when a
+(`TorchServeBodies`, always there, last: it claims every request no other protocol claimed); `Speaks` is that
+list, checked, and runs the per-request seam: `decode` (the claiming protocol parses the request and decodes it
+into the handler's Decoded, an `Entry`) and `encode` (the entry's protocol answers it). A protocol names the
+handler methods it calls (`requires`); `check` fails at `initialize` (so at the archive preflight) when a
 handler lists a protocol without them, not at the first request of that protocol.
 """
 
@@ -157,3 +159,54 @@ class TorchServeBodies(Protocol[object]):
 
 
 TORCHSERVE_BODIES = TorchServeBodies()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One request of a batch after decode: the request, the protocol that claimed it, what that protocol
+    parsed (handed back to its `encode`), and its `Decoded` or the ClientError it will be answered with."""
+
+    request: RequestInfo
+    protocol: Protocol
+    result: Decoded | ClientError
+    envelope: object = None
+
+
+@dataclass(frozen=True)
+class Speaks:
+    """The protocols a handler speaks, in the order they are asked to claim a request, TorchServe's own bodies
+    last. Build it with `Speaks.checked` (at `initialize`)."""
+
+    protocols: tuple[Protocol, ...]
+
+    @classmethod
+    def checked(cls, handler: ServingHandler, protocols: tuple[Protocol, ...]) -> Speaks:
+        """`protocols` + TorchServe's bodies, each checked against `handler` (ModelConfigError names a missing
+        method)."""
+        speaks = cls((*protocols, TORCHSERVE_BODIES))
+        for protocol in speaks.protocols:
+            protocol.check(handler)
+        return speaks
+
+    def decode(self, handler: ServingHandler, request: RequestInfo) -> Entry:
+        """The first protocol that claims `request` parses it and decodes it into the handler's Decoded (then
+        `handler.check_count`); a ClientError on the way is that request's answer."""
+        protocol = next(p for p in self.protocols if p.claims(request))
+        envelope = None
+        try:
+            envelope = protocol.parse(request)
+            item = protocol.decode(handler, envelope)
+            handler.check_count(item.count)
+        except ClientError as error:
+            return Entry(request, protocol, error, envelope)
+        return Entry(request, protocol, item, envelope)
+
+    @staticmethod
+    def encode(handler: ServingHandler, entry: Entry, outputs: ModelOutputs | None) -> bytes:
+        """One request's answer from its protocol (`outputs`: its rows; None when it was refused); its status,
+        content type and headers set on the handler's TorchServe context."""
+        if isinstance(entry.result, ClientError):
+            reply = entry.protocol.refuse(entry.request, entry.result)
+        else:
+            reply = entry.protocol.encode(handler, entry.request, entry.envelope, entry.result, outputs)
+        return reply.send(handler.context, entry.request.index)
