@@ -5,8 +5,9 @@ A skeleton is a list of strokes; a stroke is a list of control points ``(x, y)``
 the digit spanning about 0..1 in y). Control points are jittered, the whole skeleton slanted, rotated, squeezed
 and smoothly warped (a random low-frequency displacement, so the pen width stays even as a real pen's does),
 each stroke is smoothed by a Catmull-Rom spline and drawn with round caps and joints. The styles cover the
-shapes people write (open and closed 4s, 7s with and without a bar, 1s with and without a flag, looped 2s,
-flat-topped 3s, two-loop 8s, straight and curved 9 tails).
+shapes people write (open and closed 4s, 7s with and without a bar, 1s with and without a flag, 2s with a small
+or a full loop at the base, flat-topped 3s, two-loop 8s, 9s with loops of any proportion and straight or curved
+tails).
 """
 
 from __future__ import annotations
@@ -65,6 +66,30 @@ def _eight_loops(rng: np.random.Generator) -> Skeleton:
     lower = _ellipse(0.5, top + (1 - top) / 2, rng.uniform(0.24, 0.36), (1 - top) / 2, -np.pi / 2,
                      2 * np.pi + 0.3, 8)
     return [upper, lower]
+
+
+def _looped_two(rng: np.random.Generator) -> Skeleton:
+    """A 2 whose diagonal ends in a loop at the bottom left (top, left, bottom, right: the pen crosses the
+    diagonal) before the base runs right: the commonest 2 of many hands."""
+    cx, cy = rng.uniform(0.22, 0.34), rng.uniform(0.8, 0.86)
+    rx, ry = rng.uniform(0.12, 0.22), rng.uniform(0.1, 0.17)
+    head = np.array([(0.12, 0.25), (0.32, 0.03), (0.62, 0.02), (0.82, 0.2), (0.74, 0.42),
+                     (cx + rx + 0.04, cy - ry - 0.1)])
+    loop = _ellipse(cx, cy, rx, ry, -np.pi / 2, -(1.5 * np.pi + rng.uniform(0.3, 0.8)), 9)
+    base_y = cy + ry * rng.uniform(0.2, 0.9)
+    tail = np.array([(loop[-1][0] + 0.2, min(1.0, cy + ry * 0.6)), (rng.uniform(0.85, 0.97), base_y)])
+    return [np.vstack([head, loop, tail])]
+
+
+def _loop_nine(rng: np.random.Generator) -> Skeleton:
+    """A 9 as a loop of random proportions (drawn from its right side over the top, down the left, along the
+    bottom) and a straight or slightly curved stem down from its right side."""
+    cx, cy = rng.uniform(0.42, 0.55), rng.uniform(0.2, 0.3)
+    rx, ry = rng.uniform(0.2, 0.34), rng.uniform(0.15, 0.26)
+    loop = _ellipse(cx, cy, rx, ry, -0.2, -(2 * np.pi + rng.uniform(0.0, 0.3)), 9)
+    foot = (cx + rx + rng.uniform(-0.3, 0.05), 1.0)
+    middle = ((cx + rx + foot[0]) / 2 + rng.uniform(-0.03, 0.06), (cy + 1.0) / 2)
+    return [np.vstack([loop, np.array([middle, foot])])]
 
 
 # Fixed skeletons per digit: each style is a list of strokes of control points.
@@ -132,7 +157,10 @@ _STYLES: dict[int, list[list[list[Point]]]] = {
 }
 
 # Digits whose skeleton is built by a function (ellipses of random proportions), with the style's weight.
-_GENERATED: dict[int, list[Callable[[np.random.Generator], Skeleton]]] = {0: [_zero], 8: [_eight_loops]}
+# A style listed twice is drawn twice as often.
+_GENERATED: dict[int, list[Callable[[np.random.Generator], Skeleton]]] = {
+    0: [_zero], 2: [_looped_two, _looped_two], 8: [_eight_loops], 9: [_loop_nine, _loop_nine],
+}
 
 
 def skeleton_styles(digit: int) -> list[Callable[[np.random.Generator], Skeleton]]:
