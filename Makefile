@@ -84,7 +84,7 @@ monitor: ## Prometheus on 127.0.0.1:9090 scraping the `make serve` server (insta
 monitor-stop: ## stop the Prometheus `make monitor` started
 	@bash scripts/monitor.sh stop
 
-test: $(ARCHIVES) $(GRPC_STUBS) .venv-kserve/.installed ## all six tiers: unit, integration, manifests, e2e, cluster, container (~9 min)
+test: $(ARCHIVES) $(GRPC_STUBS) .venv-kserve/.installed ## all six tiers: unit, integration, manifests, e2e, cluster, container (~15 min once models are built)
 	@bash scripts/test.sh tests
 
 test-unit: $(VENV) $(GRPC_STUBS) ## unit tests only (no models, Java or wrk)
