@@ -84,6 +84,19 @@ def stub(request: pytest.FixtureRequest):
     return server
 
 
+@pytest.fixture
+def run_predict(stub, key_file: Path, capsys: pytest.CaptureFixture[str]):
+    """`predict.main` against `stub` with `key_file`: a function `(*argv) -> (exit status, stdout, stderr)`."""
+    from toolkit.cli import predict
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        rc = predict.main([*argv, "--url", stub.url, "--key-file", str(key_file)])
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def fake_grpc(request: pytest.FixtureRequest):
     """The fake TorchServe gRPC server (`fake_torchserve.FakeGrpc`), one for the session; reset per test by

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,16 +38,6 @@ def run_dir_of(root: Path, stub: StubTorchServe, key_file: Path) -> Path:
         "grpc_inference_port=17070\ngrpc_management_port=17071\n")
     (run_dir / "key_file.json").write_text(key_file.read_text())
     return run_dir
-
-
-@pytest.fixture
-def run_predict(stub: StubTorchServe, key_file: Path, capsys) -> Callable[..., tuple[int, str, str]]:
-    def run(*argv: str) -> tuple[int, str, str]:
-        rc = predict.main([*argv, "--url", stub.url, "--key-file", str(key_file)])
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return run
 
 
 def test_text_flag_and_txt_files_are_sent_as_utf8_text(stub, run_predict, tmp_path):

@@ -16,18 +16,6 @@ from toolkit.cli import predict
 from toolkit.cli.predict import InputError, read_input
 
 
-@pytest.fixture
-def run_predict(
-    stub: StubTorchServe, key_file: Path, capsys: pytest.CaptureFixture[str]
-) -> Callable[..., tuple[int, str, str]]:
-    def run(*argv: str) -> tuple[int, str, str]:
-        rc = predict.main([*argv, "--url", stub.url, "--key-file", str(key_file)])
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return run
-
-
 def test_predict_inline_json(stub: StubTorchServe, run_predict: Callable) -> None:
     answer = {"predictions": [1], "probabilities": [[0.1, 0.9]]}
     stub.ok("POST", "/predictions/tabular", answer)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,6 @@ import pytest
 from PIL import Image
 
 from tests.served import png_bytes
-from tests.unit.fake_torchserve import StubTorchServe
-from toolkit.cli import predict
 
 DETECTIONS = {"detections": [
     {"label": "7", "index": 7, "score": 0.97, "box": [10.0, 12.0, 40.0, 50.0]},
@@ -32,16 +29,6 @@ def class_map_png() -> tuple[np.ndarray, bytes]:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return classes, buffer.getvalue()
-
-
-@pytest.fixture
-def run_predict(stub: StubTorchServe, key_file: Path, capsys) -> Callable[..., tuple[int, str, str]]:
-    def run(*argv: str) -> tuple[int, str, str]:
-        rc = predict.main([*argv, "--url", stub.url, "--key-file", str(key_file)])
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return run
 
 
 @pytest.fixture
