@@ -25,6 +25,10 @@ from handlers.errors import DecodeError, PayloadTooLarge
 
 DIGIT_BOX_FRACTION = 20 / 28  # MNIST: the digit's bounding box fits 20x20 inside 28x28
 INK_FRACTION = 0.1  # pixels above this fraction of the brightest pixel count as ink when cropping a digit
+# Where MNIST puts a digit's centre of mass: on the centre of pixel (height // 2, width // 2), (14.5, 14.5) in the
+# continuous coordinates of 28x28 (its normalisation counted pixel indices). Training digits laid out half a pixel
+# off would not look like MNIST's own images, which a worker serves as they are (28x28 skips the layout).
+MASS_CENTRE_OFFSET_PX = 0.5
 
 
 @dataclass(frozen=True)
@@ -233,8 +237,9 @@ def digit_box(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     """MNIST layout of a (H, W) white-on-black image, as float32 (height, width) intensities 0..255.
 
     The ink (pixels above INK_FRACTION of the brightest) is cropped, resized with its aspect ratio kept so its
-    longer side fills the 20/28 box, and pasted so its centre of mass lands on the image centre, kept fully
-    inside the frame. An image without ink is plainly resized.
+    longer side fills the 20/28 box, and pasted so its centre of mass lands on the centre of the middle pixel
+    (MNIST's place: (14.5, 14.5) in a 28x28 image, `MASS_CENTRE_OFFSET_PX`), kept fully inside the frame. An image
+    without ink is plainly resized.
     """
     return digit_box_fitted(pixels, width, height).pixels
 
@@ -251,8 +256,8 @@ def digit_box_fitted(pixels: np.ndarray, width: int, height: int) -> Fitted:
     gh, gw = (max(1, round(n * scale)) for n in crop.shape)
     glyph = resize(crop, gw, gh)
     cy, cx = centre_of_mass(glyph)
-    top = int(np.clip(round(height / 2 - cy), 0, height - gh))
-    left = int(np.clip(round(width / 2 - cx), 0, width - gw))
+    top = int(np.clip(round(height // 2 + MASS_CENTRE_OFFSET_PX - cy), 0, height - gh))
+    left = int(np.clip(round(width // 2 + MASS_CENTRE_OFFSET_PX - cx), 0, width - gw))
     canvas = np.zeros((height, width), dtype=np.float32)
     canvas[top : top + gh, left : left + gw] = glyph
     sx, sy = gw / crop.shape[1], gh / crop.shape[0]

@@ -14,21 +14,16 @@ from examples.demo_models import scene_export
 from examples.demo_models.scene_metrics import DetectionCounts, detection_counts
 from examples.demo_models.scene_training import (
     SCENE_INPUT,
-    TRAIN_SCENE,
-    DenseTrainConfig,
-    glyph_pools,
-    held_out_scenes,
+    SCENE_TRAINING,
     stretched,
     to_input,
-    train_dense,
+    train_scene_model,
 )
-from examples.demo_models.scenes import NUM_CLASSES, SceneSet, render_scenes
+from examples.demo_models.scenes import NUM_CLASSES, SceneSet
 from examples.demo_models.training import Log, require, write_json
 from toolkit.export.detection import DigitDetector
 
 NAME = "digit_detector"
-CONFIG = DenseTrainConfig(epochs=12, canvases=2500, batch_size=32, lr=4e-3)
-TRAIN_GLYPHS, HELD_GLYPHS, HELD_CANVASES = 12000, 2000, 300
 SCORE_THRESHOLD = 0.3
 IOU_THRESHOLD = 0.5
 MIN_PRECISION = MIN_RECALL = 0.9
@@ -119,26 +114,9 @@ def perfect_canvases(found: list[tuple[np.ndarray, np.ndarray, np.ndarray]], sce
                                 IOU_THRESHOLD) == DetectionCounts(len(scenes.labels[i]), 0, 0)]
 
 
-def train_detector(seed: int, log: Log) -> tuple[DigitDetector, float, dict[str, SceneSet]]:
-    """Train on ``CONFIG.canvases`` fresh canvases per epoch from the training glyph pool; returns the model,
-    its training seconds and the held-out canvases."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    train_pool, held_pool = glyph_pools(seed, TRAIN_GLYPHS, HELD_GLYPHS, log)
-    model = DigitDetector()
-
-    def epoch_batches(_epoch: int) -> list[tuple[torch.Tensor, ...]]:
-        return detector_batches(render_scenes(train_pool, TRAIN_SCENE, CONFIG.canvases, rng), CONFIG.batch_size,
-                                rng)
-
-    log(f"training on {CONFIG.epochs} x {CONFIG.canvases} fresh canvases")
-    seconds = train_dense(model, epoch_batches, detector_loss, CONFIG, log)
-    return model, seconds, held_out_scenes(held_pool, HELD_CANVASES, seed + 1)
-
-
 def build(out_dir: Path, seed: int, log: Log) -> dict:
     """Build the digit_detector model directory; returns its metrics; raises ``BuildError``."""
-    model, train_seconds, held = train_detector(seed, log)
+    model, train_seconds, held = train_scene_model(DigitDetector, detector_batches, detector_loss, seed, log)
     x_held = to_input(held["model_size"].images)
     scripted, checks = scene_export.export_detector(model, x_held, out_dir, NAME, log)
     figures = held_out_metrics(scripted, held)
@@ -146,7 +124,7 @@ def build(out_dir: Path, seed: int, log: Log) -> dict:
                                 for k, v in figures.items()))
     metrics = {
         "model": NAME, "arch": "digit_detector", "seed": seed, "torch_version": torch.__version__,
-        "train_seconds": round(train_seconds, 2), "train_config": vars(CONFIG),
+        "train_seconds": round(train_seconds, 2), "train_config": vars(SCENE_TRAINING),
         "input": SCENE_INPUT.model_dump(), "score_threshold": SCORE_THRESHOLD, "iou_threshold": IOU_THRESHOLD,
         "summary": {f"{k}_{m}": v[m] for k, v in figures.items() for m in ("precision", "recall")},
         "heldout": figures, "checks": checks,

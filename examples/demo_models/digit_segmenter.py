@@ -14,21 +14,16 @@ from examples.demo_models import scene_export
 from examples.demo_models.scene_metrics import class_iou
 from examples.demo_models.scene_training import (
     SCENE_INPUT,
-    TRAIN_SCENE,
-    DenseTrainConfig,
-    glyph_pools,
-    held_out_scenes,
+    SCENE_TRAINING,
     stretched,
     to_input,
-    train_dense,
+    train_scene_model,
 )
-from examples.demo_models.scenes import NUM_CLASSES, SceneSet, render_scenes
+from examples.demo_models.scenes import NUM_CLASSES, SceneSet
 from examples.demo_models.training import Log, export_and_check, require, write_json
 from toolkit.export.detection import DigitSegmenter
 
 NAME = "digit_segmenter"
-CONFIG = DenseTrainConfig(epochs=12, canvases=2500, batch_size=32, lr=4e-3)
-TRAIN_GLYPHS, HELD_GLYPHS, HELD_CANVASES = 12000, 2000, 300
 CLASS_NAMES = ["background", *(str(d) for d in range(NUM_CLASSES))]
 MIN_MEAN_IOU = 0.6
 SAMPLES = 4
@@ -88,33 +83,17 @@ def held_out_metrics(model: torch.nn.Module, held: dict[str, SceneSet]) -> dict[
     return metrics
 
 
-def train_segmenter(seed: int, log: Log) -> tuple[DigitSegmenter, float, dict[str, SceneSet]]:
-    """Train on ``CONFIG.canvases`` fresh canvases per epoch from the training glyph pool; returns the model,
-    its training seconds and the held-out canvases."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    train_pool, held_pool = glyph_pools(seed, TRAIN_GLYPHS, HELD_GLYPHS, log)
-    model = DigitSegmenter()
-
-    def epoch_batches(_epoch: int) -> list[tuple[torch.Tensor, ...]]:
-        scenes = render_scenes(train_pool, TRAIN_SCENE, CONFIG.canvases, rng)
-        return segmenter_batches(scenes, CONFIG.batch_size, rng)
-
-    log(f"training on {CONFIG.epochs} x {CONFIG.canvases} fresh canvases")
-    seconds = train_dense(model, epoch_batches, segmenter_loss, CONFIG, log)
-    return model, seconds, held_out_scenes(held_pool, HELD_CANVASES, seed + 1)
-
-
 def build(out_dir: Path, seed: int, log: Log) -> dict:
     """Build the digit_segmenter model directory; returns its metrics; raises ``BuildError``."""
-    model, train_seconds, held = train_segmenter(seed, log)
+    model, train_seconds, held = train_scene_model(DigitSegmenter, segmenter_batches, segmenter_loss, seed, log)
     scenes = held["model_size"]
     scripted, checks = export_and_check(model, to_input(scenes.images), out_dir, NAME, log)
     figures = held_out_metrics(scripted, held)
     log("held-out mean IoU " + ", ".join(f"{k}: {v['mean_iou']:.3f}" for k, v in figures.items()))
     metrics = {
         "model": NAME, "arch": "digit_segmenter", "seed": seed, "torch_version": torch.__version__,
-        "train_seconds": round(train_seconds, 2), "train_config": vars(CONFIG), "input": SCENE_INPUT.model_dump(),
+        "train_seconds": round(train_seconds, 2), "train_config": vars(SCENE_TRAINING),
+        "input": SCENE_INPUT.model_dump(),
         "summary": {f"{k}_mean_iou": v["mean_iou"] for k, v in figures.items()},
         "heldout": figures, "checks": checks, "thresholds": {"mean_iou": MIN_MEAN_IOU},
     }

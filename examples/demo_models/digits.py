@@ -2,7 +2,8 @@
 
 MNIST layout: 28×28 ``uint8``, white ink (255) on black (0); the digit is scaled (aspect ratio kept,
 anti-aliased) so its ink bounding box fits a 20×20 box, then translated so its centre of mass is at
-the image centre (14, 14) in continuous pixel coordinates (pixel ``i`` spans ``[i, i + 1)``).
+the centre of pixel (14, 14), i.e. (14.5, 14.5) in continuous pixel coordinates (pixel ``i`` spans ``[i, i + 1)``),
+where MNIST's own digits have it.
 The layout and the normalisation are the image handler's own (``handlers.imaging.digit_box`` and
 ``to_tensor``) with ``MNIST_INPUT``, the ``handler.image`` section the mnist YAMLs serve the model with (a unit
 test holds them equal), so the model trains on exactly what serving feeds it.
@@ -61,7 +62,7 @@ def to_mnist_layout(gray: np.ndarray) -> np.ndarray:
     """Put a white-on-black ``uint8`` image of one digit (any size) into the 28×28 MNIST layout, ``uint8``.
 
     The serving handler's ``digit_box`` (ink cropped, longer side resized to 20 px, centre of mass at
-    (14, 14)), rounded to ``uint8``. An all-black image gives an all-black 28×28 image.
+    (14.5, 14.5)), rounded to ``uint8``. An all-black image gives an all-black 28×28 image.
     """
     pixels = digit_box(np.asarray(gray, dtype=np.float32), MNIST_SIZE, MNIST_SIZE)
     return np.rint(pixels).astype(np.uint8)

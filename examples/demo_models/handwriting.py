@@ -40,14 +40,15 @@ FONT_SIZE_PX = 48
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Mix of the sources (weights of ``SOURCES``, normalised over the sources available) and their
-    distortions."""
+    """Mix of the sources (weights of ``SOURCES``, normalised over the sources available), their distortions, and
+    how often ``mnist_set`` draws each digit (``digit_weights``, digits 0..9, relative)."""
 
     weights: tuple[float, float, float] = (0.6, 0.15, 0.25)
     pen: strokes.PenStyle = strokes.TRAIN_PEN
     stroke_distortion: Distortion = STROKE_DISTORTION
     raster_distortion: Distortion = RASTER_DISTORTION
     font_stroke_px: tuple[int, int] = (0, 3)
+    digit_weights: tuple[float, ...] = (1.0,) * 10
 
 
 @dataclass
@@ -68,6 +69,11 @@ class DigitGenerator:
             raise ValueError("the digit generator has no source: give it a positive weight on strokes, or fonts "
                              "or scikit-learn digits with positive weights")
         self._p = weights / weights.sum()
+        shares = np.asarray(self.config.digit_weights, dtype=np.float64)
+        if shares.shape != (10,) or (shares < 0).any() or shares.sum() <= 0:
+            raise ValueError(f"digit_weights must be 10 non-negative weights (digits 0..9) with a positive sum, got "
+                             f"{self.config.digit_weights}")
+        self._digit_p = shares / shares.sum()
         self._by_digit = {d: np.flatnonzero(np.asarray(self.sklearn_labels) == d) for d in range(10)}
 
     def glyph(self, digit: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
@@ -86,9 +92,11 @@ class DigitGenerator:
         return distort(fit_glyph(raw), rng, self.config.raster_distortion), source
 
     def mnist_set(self, n: int, rng: np.random.Generator) -> DigitSet:
-        """``n`` glyphs in the MNIST layout, the digits balanced (``n // 10`` each, the rest random), shuffled;
-        ``group`` is each image's source."""
-        labels = rng.permutation(np.concatenate([np.arange(n - n % 10) % 10, rng.integers(0, 10, n % 10)]))
+        """``n`` glyphs in the MNIST layout, each digit ``floor(n * share)`` times (its share of ``digit_weights``;
+        the rest drawn by share), shuffled; ``group`` is each image's source."""
+        counts = np.floor(n * self._digit_p).astype(np.int64)
+        rest = rng.choice(10, size=n - int(counts.sum()), p=self._digit_p)
+        labels = rng.permutation(np.concatenate([np.repeat(np.arange(10), counts), rest]))
         images, sources = [], []
         for digit in labels:
             glyph, source = self.glyph(int(digit), rng)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -43,6 +44,17 @@ class DenseTrainConfig:
     batch_size: int
     lr: float
     weight_decay: float = 1e-4
+
+
+# Both scene models train alike: epochs of fresh canvases drawn from a pool of training glyphs.
+SCENE_TRAINING = DenseTrainConfig(epochs=12, canvases=2500, batch_size=32, lr=4e-3)
+TRAIN_GLYPHS, HELD_GLYPHS, HELD_CANVASES = 12000, 2000, 300
+
+SceneModel = TypeVar("SceneModel", bound=nn.Module)
+Batch = tuple[torch.Tensor, ...]
+# A model's batches of one epoch's canvases (``batch_size`` canvases each, shuffled by ``rng``), and its loss.
+SceneBatches = Callable[[SceneSet, int, np.random.Generator], list[Batch]]
+SceneLoss = Callable[[nn.Module, Batch], torch.Tensor]
 
 
 def sklearn_split(seed: int) -> Split:
@@ -82,9 +94,27 @@ def held_out_scenes(pool: GlyphPool, n: int, seed: int) -> dict[str, SceneSet]:
             "other_size": render_scenes(pool, OTHER_SIZE, n, rng)}
 
 
-def train_dense(model: nn.Module, epoch_batches: Callable[[int], list[tuple[torch.Tensor, ...]]],
-                loss: Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor], config: DenseTrainConfig,
-                log: Log) -> float:
+def train_scene_model(make_model: Callable[[], SceneModel], batches: SceneBatches, loss: SceneLoss, seed: int,
+                      log: Log) -> tuple[SceneModel, float, dict[str, SceneSet]]:
+    """Train a new ``make_model()`` (seeded by ``seed``) on ``SCENE_TRAINING.canvases`` fresh ``TRAIN_SCENE``
+    canvases per epoch from the training glyph pool, with ``loss(model, batch)`` on ``batches(canvases,
+    batch_size, rng)``. Returns the model, its training seconds and the held-out canvases (``held_out_scenes``)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    train_pool, held_pool = glyph_pools(seed, TRAIN_GLYPHS, HELD_GLYPHS, log)
+    model = make_model()
+
+    def epoch_batches(_epoch: int) -> list[Batch]:
+        scenes = render_scenes(train_pool, TRAIN_SCENE, SCENE_TRAINING.canvases, rng)
+        return batches(scenes, SCENE_TRAINING.batch_size, rng)
+
+    log(f"training on {SCENE_TRAINING.epochs} x {SCENE_TRAINING.canvases} fresh canvases")
+    seconds = train_dense(model, epoch_batches, loss, SCENE_TRAINING, log)
+    return model, seconds, held_out_scenes(held_pool, HELD_CANVASES, seed + 1)
+
+
+def train_dense(model: nn.Module, epoch_batches: Callable[[int], list[Batch]], loss: SceneLoss,
+                config: DenseTrainConfig, log: Log) -> float:
     """Train ``model`` in place on ``epoch_batches(epoch)`` (a list of batches) with ``loss(model, batch)``;
     returns the training wall time in seconds."""
     start = time.perf_counter()

@@ -6,8 +6,8 @@ the digit spanning about 0..1 in y). Control points are jittered, the whole skel
 and smoothly warped (a random low-frequency displacement, so the pen width stays even as a real pen's does),
 each stroke is smoothed by a Catmull-Rom spline and drawn with round caps and joints. The styles cover the
 shapes people write (open and closed 4s, 7s with and without a bar, 1s with and without a flag, 2s with a small
-or a full loop at the base, flat-topped 3s, two-loop 8s, 9s with loops of any proportion and straight or curved
-tails).
+or a full loop at the base, flat-topped 3s, 6s with a curved or straight stem into a low loop, two-loop 8s, 9s with
+loops of any proportion, open or closed, and straight or curved tails).
 """
 
 from __future__ import annotations
@@ -34,17 +34,17 @@ class PenStyle:
     """
 
     width: tuple[float, float] = (0.06, 0.24)
-    jitter: float = 0.035
+    jitter: float = 0.05
     slant: tuple[float, float] = (-0.2, 0.5)
     rotate_deg: tuple[float, float] = (-10.0, 10.0)
-    aspect: tuple[float, float] = (0.7, 1.25)
-    warp: float = 0.05
+    aspect: tuple[float, float] = (0.65, 1.5)
+    warp: float = 0.065
 
 
 TRAIN_PEN = PenStyle()
 # A harder hand than training's: wider jitter, slant, rotation and warp (held-out figures only).
-STRONG_PEN = PenStyle(width=(0.05, 0.26), jitter=0.05, slant=(-0.35, 0.65), rotate_deg=(-16.0, 16.0),
-                      aspect=(0.6, 1.35), warp=0.08)
+STRONG_PEN = PenStyle(width=(0.05, 0.26), jitter=0.065, slant=(-0.35, 0.65), rotate_deg=(-16.0, 16.0),
+                      aspect=(0.6, 1.65), warp=0.085)
 
 
 def _ellipse(cx: float, cy: float, rx: float, ry: float, start: float, sweep: float, n: int = 10) -> np.ndarray:
@@ -90,6 +90,42 @@ def _loop_nine(rng: np.random.Generator) -> Skeleton:
     foot = (cx + rx + rng.uniform(-0.3, 0.05), 1.0)
     middle = ((cx + rx + foot[0]) / 2 + rng.uniform(-0.03, 0.06), (cy + 1.0) / 2)
     return [np.vstack([loop, np.array([middle, foot])])]
+
+
+def _stem_six(rng: np.random.Generator) -> Skeleton:
+    """A 6 as a straight or slightly bowed stem from the top, leaning as the hand leans, into a loop at the bottom:
+    the pen runs down the stem and round the loop's left, bottom, right and top, closing it or nearly."""
+    cx, cy = rng.uniform(0.45, 0.6), rng.uniform(0.7, 0.78)
+    rx, ry = rng.uniform(0.2, 0.34), rng.uniform(0.16, 1.0 - cy)
+    entry = np.pi + rng.uniform(0.2, 0.7)  # the loop's upper left (y down)
+    loop = _ellipse(cx, cy, rx, ry, entry, -(2 * np.pi - rng.uniform(0.0, 0.5)), 10)
+    top = (rng.uniform(0.4, 0.8), 0.0)
+    middle = ((top[0] + loop[0][0]) / 2 + rng.uniform(-0.08, 0.08), (top[1] + loop[0][1]) / 2)
+    return [np.vstack([np.array([top, middle]), loop])]
+
+
+def _open_nine(rng: np.random.Generator) -> Skeleton:
+    """A 9 whose loop is drawn from its upper right anticlockwise and left open there or closed by the stem, which
+    runs down from the loop's top right, straight or leaning left."""
+    cx, cy = rng.uniform(0.4, 0.55), rng.uniform(0.2, 0.3)
+    rx, ry = rng.uniform(0.2, 0.34), rng.uniform(0.15, 0.27)
+    start = rng.uniform(-0.9, 0.1)
+    loop = _ellipse(cx, cy, rx, ry, start, -(2 * np.pi - rng.uniform(0.2, 0.9)), 9)
+    top = (cx + rx * np.cos(start - 0.2), cy + ry * np.sin(start - 0.2))
+    foot = (cx + rx + rng.uniform(-0.45, 0.05), 1.0)
+    middle = ((top[0] + foot[0]) / 2 + rng.uniform(-0.02, 0.05), (top[1] + 1.0) / 2)
+    return [loop, np.array([top, middle, foot])]
+
+
+def _corner_nine(rng: np.random.Generator) -> Skeleton:
+    """A 9 from the top right corner: left along a flat top, round the loop's left and bottom back towards the
+    corner, then one straight stem from the corner down (the loop's right side is the stem)."""
+    right, top = rng.uniform(0.62, 0.85), rng.uniform(0.0, 0.06)
+    left, bottom = rng.uniform(0.1, 0.3), rng.uniform(0.36, 0.52)
+    mid = (top + bottom) / 2
+    loop = np.array([(right, top), ((right + left) / 2, top - rng.uniform(-0.02, 0.04)), (left, mid - 0.05),
+                     ((right + left) / 2, bottom), (right - rng.uniform(0.0, 0.06), mid + rng.uniform(-0.05, 0.1))])
+    return [loop, np.array([(right, top), (right + rng.uniform(-0.3, 0.03), 1.0)])]
 
 
 # Fixed skeletons per digit: each style is a list of strokes of control points.
@@ -159,7 +195,8 @@ _STYLES: dict[int, list[list[list[Point]]]] = {
 # Digits whose skeleton is built by a function (ellipses of random proportions), with the style's weight.
 # A style listed twice is drawn twice as often.
 _GENERATED: dict[int, list[Callable[[np.random.Generator], Skeleton]]] = {
-    0: [_zero], 2: [_looped_two, _looped_two], 8: [_eight_loops], 9: [_loop_nine, _loop_nine],
+    0: [_zero], 2: [_looped_two, _looped_two], 6: [_stem_six, _stem_six], 8: [_eight_loops],
+    9: [_loop_nine, _loop_nine, _open_nine, _corner_nine],
 }
 
 

@@ -54,13 +54,15 @@ class Split:
 
 @dataclass
 class TrainConfig:
-    """Optimiser settings: AdamW with a one-cycle learning-rate schedule, cross-entropy on log-probs."""
+    """Optimiser settings: AdamW with a one-cycle learning-rate schedule, cross-entropy on log-probs with
+    ``label_smoothing`` (the share of each target spread evenly over the classes; 0 = plain NLL)."""
 
     epochs: int
     batch_size: int
     lr: float
     weight_decay: float = 0.0
     log_every: int = 1
+    label_smoothing: float = 0.0
 
 
 def stratified_split(x: np.ndarray, y: np.ndarray, seed: int) -> Split:
@@ -86,7 +88,7 @@ def fit(model: nn.Module, epoch_data: Callable[[int], tuple[torch.Tensor, torch.
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=steps)
     for epoch in range(config.epochs):
         x, y = (x0, y0) if epoch == 0 else epoch_data(epoch)
-        loss, acc = _train_epoch(model, x, y, config.batch_size, optimiser, schedule)
+        loss, acc = _train_epoch(model, x, y, config, optimiser, schedule)
         if (epoch + 1) % config.log_every == 0 or epoch + 1 == config.epochs:
             log(f"epoch {epoch + 1:2d}/{config.epochs}  loss={loss:.4f}  train_acc={acc:.4f}  "
                 f"({time.perf_counter() - start:.1f}s)")
@@ -94,17 +96,18 @@ def fit(model: nn.Module, epoch_data: Callable[[int], tuple[torch.Tensor, torch.
     return time.perf_counter() - start
 
 
-def _train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+def _train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
                  optimiser: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LRScheduler,
                  ) -> tuple[float, float]:
     """One shuffled pass; returns (mean loss, accuracy) over the epoch's samples."""
     model.train()
     order = torch.randperm(len(x))
     total_loss, correct = 0.0, 0
-    for i in range(0, len(x), batch_size):
-        idx = order[i : i + batch_size]
+    for i in range(0, len(x), config.batch_size):
+        idx = order[i : i + config.batch_size]
         out = model(x[idx])
-        loss = F.nll_loss(out, y[idx])
+        # the models answer log-probabilities: cross-entropy's log-softmax leaves them as they are
+        loss = F.cross_entropy(out, y[idx], label_smoothing=config.label_smoothing)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

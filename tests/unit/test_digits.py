@@ -44,7 +44,7 @@ def test_rendering_fits_20x20_box_and_centres_by_mass(rendered: np.ndarray) -> N
         assert height <= 20 and width <= 20
         assert max(height, width) >= 18  # scaled up to (about) the box size
         cy, cx = centre_of_mass(img)
-        assert abs(cy - 14) <= 1.0 and abs(cx - 14) <= 1.0
+        assert abs(cy - 14.5) <= 1.0 and abs(cx - 14.5) <= 1.0
 
 
 def test_layout_keeps_aspect_ratio_and_centres_an_off_centre_shape() -> None:
@@ -54,7 +54,7 @@ def test_layout_keeps_aspect_ratio_and_centres_an_off_centre_shape() -> None:
     height, width = ink_extent(img > 127)
     assert height == 20 and width == 6
     cy, cx = centre_of_mass(img)
-    assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+    assert abs(cy - 14.5) <= 0.5 and abs(cx - 14.5) <= 0.5  # MNIST's: the centre of pixel (14, 14)
 
 
 def test_layout_of_an_empty_image_is_black() -> None:
@@ -188,7 +188,7 @@ def test_font_digit_is_in_mnist_layout() -> None:
     assert img.shape == (28, 28) and img.dtype == np.uint8 and img.max() == 255
     assert max(ink_extent(img)) == 20
     cy, cx = centre_of_mass(img)
-    assert abs(cy - 14) <= 1.0 and abs(cx - 14) <= 1.0, face.name
+    assert abs(cy - 14.5) <= 1.0 and abs(cx - 14.5) <= 1.0, face.name
 
 
 def test_held_out_fonts_are_not_training_fonts() -> None:
@@ -208,3 +208,17 @@ def test_mnist_sets_are_the_same_drawn_in_one_process_or_two() -> None:
     for a, b in zip(alone, forked, strict=True):
         assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y) and a.group == b.group
     assert not np.array_equal(alone[0].x, alone[1].x)
+
+
+def test_generator_draws_each_digit_by_its_weight() -> None:
+    weights = (1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 2.0, 1.0, 1.0, 0.0)
+    generator = handwriting.DigitGenerator(handwriting.GeneratorConfig(digit_weights=weights))
+    counts = np.bincount(generator.mnist_set(110, np.random.default_rng(0)).y, minlength=10)
+    assert counts.sum() == 110 and counts[9] == 0
+    assert counts[2] == counts[6] == 20 and all(counts[d] == 10 for d in (0, 1, 3, 4, 5, 7, 8))
+
+
+@pytest.mark.parametrize("weights", [(1.0,) * 9, (1.0,) * 9 + (-1.0,), (0.0,) * 10])
+def test_generator_refuses_digit_weights_that_are_not_ten_shares(weights: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match="digit_weights must be 10 non-negative weights"):
+        handwriting.DigitGenerator(handwriting.GeneratorConfig(digit_weights=weights))
