@@ -64,11 +64,11 @@ def mnist_split(seed: int, log: Callable[[str], None]) -> SklearnDigits:
 
 
 def digit_generator(train: Split) -> handwriting.DigitGenerator:
-    """The training generator: pen strokes, the machine's fonts and the training split of sklearn's digits, the
-    ``MANY_SHAPED_DIGITS`` drawn ``MANY_SHAPED_WEIGHT`` times as often."""
+    """The training generator: pen strokes by a free hand (``strokes.FREE_PEN``), the machine's fonts and the
+    training split of sklearn's digits, the ``MANY_SHAPED_DIGITS`` drawn ``MANY_SHAPED_WEIGHT`` times as often."""
     shares = tuple(MANY_SHAPED_WEIGHT if d in MANY_SHAPED_DIGITS else 1.0 for d in range(10))
-    return handwriting.DigitGenerator(handwriting.GeneratorConfig(digit_weights=shares), fonts.system_fonts(),
-                                      train.x_train, train.y_train)
+    config = handwriting.GeneratorConfig(pen=strokes.FREE_PEN, digit_weights=shares)
+    return handwriting.DigitGenerator(config, fonts.system_fonts(), train.x_train, train.y_train)
 
 
 def train_mnist(raw: Split, seed: int, log: Callable[[str], None]) -> tuple[MnistConvNet, float, TrainConfig]:
@@ -126,12 +126,12 @@ def build(out_dir: Path, seed: int, log: Callable[[str], None]) -> dict:
 
 
 def heldout_sets(raw: Split, seed: int) -> dict[str, DigitSet]:
-    """Digits the model never trains on, in the MNIST layout: ``strokes`` (pen strokes of another seed),
-    ``strokes_strong`` (a harder hand: more jitter, slant, warp, stroke width change), ``fonts`` (matplotlib's
-    fonts, plain), ``fonts_distorted`` and ``sklearn_distorted`` (those fonts and the held-out split of sklearn's
-    digits through the harder distortions)."""
+    """Digits the model never trains on, in the MNIST layout: ``strokes`` (pen strokes of the training hand,
+    another seed), ``strokes_strong`` (a harder hand: more jitter, slant, warp, stroke width change), ``fonts``
+    (matplotlib's fonts, plain), ``fonts_distorted`` and ``sklearn_distorted`` (those fonts and the held-out split
+    of sklearn's digits through the harder distortions)."""
     rng = np.random.default_rng([seed, 1])
-    plain = handwriting.GeneratorConfig(weights=(1.0, 0.0, 0.0))
+    plain = handwriting.GeneratorConfig(weights=(1.0, 0.0, 0.0), pen=strokes.FREE_PEN)
     strong = handwriting.GeneratorConfig(weights=(1.0, 0.0, 0.0), pen=strokes.STRONG_PEN,
                                          stroke_distortion=handwriting.STRONG_DISTORTION)
     harder = handwriting.GeneratorConfig(weights=(0.0, 1.0, 1.0), raster_distortion=handwriting.STRONG_DISTORTION)

@@ -34,14 +34,18 @@ class PenStyle:
     """
 
     width: tuple[float, float] = (0.06, 0.24)
-    jitter: float = 0.05
+    jitter: float = 0.035
     slant: tuple[float, float] = (-0.2, 0.5)
     rotate_deg: tuple[float, float] = (-10.0, 10.0)
-    aspect: tuple[float, float] = (0.65, 1.5)
-    warp: float = 0.065
+    aspect: tuple[float, float] = (0.7, 1.25)
+    warp: float = 0.05
 
 
 TRAIN_PEN = PenStyle()
+# A freer hand: the classifier's training pen (digits squeezed or stretched more, shapes more varied). The scene
+# models keep ``TRAIN_PEN``: trained and measured with this one, their held-out figures fell (detector P/R 0.946 /
+# 0.942 -> 0.929 / 0.924, segmenter mean IoU 0.830 -> 0.793).
+FREE_PEN = PenStyle(jitter=0.05, aspect=(0.65, 1.5), warp=0.065)
 # A harder hand than training's: wider jitter, slant, rotation and warp (held-out figures only).
 STRONG_PEN = PenStyle(width=(0.05, 0.26), jitter=0.065, slant=(-0.35, 0.65), rotate_deg=(-16.0, 16.0),
                       aspect=(0.6, 1.65), warp=0.085)
