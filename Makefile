@@ -64,7 +64,7 @@ help: ## list the targets and the variables they read
 
 install: $(VENV) $(GRPC_STUBS) ## .venv with every extra (pyproject.toml, pins) and the generated gRPC stubs
 
-models: $(MODEL_BUILDS) ## train and export the example models into build/models/ (~7 min on an idle 2-core machine, when their code changed)
+models: $(MODEL_BUILDS) ## train and export the example models into build/models/ (~11 min on an idle 2-core machine, when their code changed)
 
 archive: $(if $(MODEL),model_store/$(MODEL).mar,$(ARCHIVES)) ## validate, preflight, write stale model_store/*.mar (MODEL=, VERSION=)
 	$(if $(VERSION),$(PY) -m toolkit.archive$(if $(MODEL), --model $(MODEL)) --version $(VERSION))
@@ -84,7 +84,7 @@ monitor: ## Prometheus on 127.0.0.1:9090 scraping the `make serve` server (insta
 monitor-stop: ## stop the Prometheus `make monitor` started
 	@bash scripts/monitor.sh stop
 
-test: $(ARCHIVES) $(GRPC_STUBS) .venv-kserve/.installed ## all six tiers: unit, integration, manifests, e2e, cluster, container (~15 min once models are built)
+test: $(ARCHIVES) $(GRPC_STUBS) .venv-kserve/.installed ## all six tiers: unit, integration, manifests, e2e, cluster, container (~18 min once models are built)
 	@bash scripts/test.sh tests
 
 test-unit: $(VENV) $(GRPC_STUBS) ## unit tests only (no models, Java or wrk)
