@@ -72,6 +72,13 @@ def _eight_loops(rng: np.random.Generator) -> Skeleton:
     return [upper, lower]
 
 
+def _bowed_middle(start: Sequence[float], end: Sequence[float], nudge: tuple[float, float],
+                  rng: np.random.Generator) -> Point:
+    """The control point that bows a stroke from ``start`` to ``end``: their midpoint moved right by a uniform
+    draw from ``nudge`` (negative moves it left)."""
+    return (start[0] + end[0]) / 2 + rng.uniform(*nudge), (start[1] + end[1]) / 2
+
+
 def _looped_two(rng: np.random.Generator) -> Skeleton:
     """A 2 whose diagonal ends in a loop at the bottom left (top, left, bottom, right: the pen crosses the
     diagonal) before the base runs right: the commonest 2 of many hands."""
@@ -92,8 +99,7 @@ def _loop_nine(rng: np.random.Generator) -> Skeleton:
     rx, ry = rng.uniform(0.2, 0.34), rng.uniform(0.15, 0.26)
     loop = _ellipse(cx, cy, rx, ry, -0.2, -(2 * np.pi + rng.uniform(0.0, 0.3)), 9)
     foot = (cx + rx + rng.uniform(-0.3, 0.05), 1.0)
-    middle = ((cx + rx + foot[0]) / 2 + rng.uniform(-0.03, 0.06), (cy + 1.0) / 2)
-    return [np.vstack([loop, np.array([middle, foot])])]
+    return [np.vstack([loop, np.array([_bowed_middle((cx + rx, cy), foot, (-0.03, 0.06), rng), foot])])]
 
 
 def _stem_six(rng: np.random.Generator) -> Skeleton:
@@ -104,8 +110,7 @@ def _stem_six(rng: np.random.Generator) -> Skeleton:
     entry = np.pi + rng.uniform(0.2, 0.7)  # the loop's upper left (y down)
     loop = _ellipse(cx, cy, rx, ry, entry, -(2 * np.pi - rng.uniform(0.0, 0.5)), 10)
     top = (rng.uniform(0.4, 0.8), 0.0)
-    middle = ((top[0] + loop[0][0]) / 2 + rng.uniform(-0.08, 0.08), (top[1] + loop[0][1]) / 2)
-    return [np.vstack([np.array([top, middle]), loop])]
+    return [np.vstack([np.array([top, _bowed_middle(top, loop[0], (-0.08, 0.08), rng)]), loop])]
 
 
 def _open_nine(rng: np.random.Generator) -> Skeleton:
@@ -117,8 +122,7 @@ def _open_nine(rng: np.random.Generator) -> Skeleton:
     loop = _ellipse(cx, cy, rx, ry, start, -(2 * np.pi - rng.uniform(0.2, 0.9)), 9)
     top = (cx + rx * np.cos(start - 0.2), cy + ry * np.sin(start - 0.2))
     foot = (cx + rx + rng.uniform(-0.45, 0.05), 1.0)
-    middle = ((top[0] + foot[0]) / 2 + rng.uniform(-0.02, 0.05), (top[1] + 1.0) / 2)
-    return [loop, np.array([top, middle, foot])]
+    return [loop, np.array([top, _bowed_middle(top, foot, (-0.02, 0.05), rng), foot])]
 
 
 def _corner_nine(rng: np.random.Generator) -> Skeleton:
